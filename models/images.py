@@ -1,0 +1,119 @@
+"""The one image converter: ComfyUI IMAGE tensors <-> model tensors, square fitting and PIL-exact resizing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+
+def comfy_to_bchw(image: torch.Tensor, name: str = "image") -> torch.Tensor:
+    """IMAGE [B,H,W,C] in 0..1 (C = 1, 3 or 4) -> float32 RGB [B,3,H,W] in 0..1; alpha is dropped."""
+    if image.dim() == 3:
+        image = image.unsqueeze(0)
+    if image.dim() != 4 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"{name}: expected an IMAGE of shape [B,H,W,C] with C in (1,3,4), got {tuple(image.shape)}")
+    if image.shape[0] == 0:
+        raise ValueError(f"{name}: the image batch is empty")
+    if image.shape[-1] == 1:
+        image = image.expand(*image.shape[:-1], 3)
+    return image[..., :3].movedim(-1, 1).float()
+
+
+def bchw_to_comfy(images: torch.Tensor) -> torch.Tensor:
+    """[B,3,H,W] in 0..1 -> IMAGE [B,H,W,3]."""
+    return images.clamp(0, 1).movedim(1, -1)
+
+
+def to_signed(images: torch.Tensor) -> torch.Tensor:
+    """0..1 -> -1..1 (ToTensor + Normalize(0.5, 0.5) of the originals)."""
+    return images * 2.0 - 1.0
+
+
+def from_signed(images: torch.Tensor) -> torch.Tensor:
+    return (images / 2.0 + 0.5).clamp(0, 1)
+
+
+def pil_resize(images: torch.Tensor, size: tuple[int, int], resample: int = Image.BICUBIC) -> torch.Tensor:
+    """Resize [B,3,H,W] 0..1 to `size` = (H, W) with PIL on uint8, as the original preprocessing did.
+
+    torch's bicubic uses a different kernel (a = -0.75 vs PIL's -0.5) and no antialiasing, so parity with
+    the released models' training data needs PIL.
+    """
+    out = []
+    for item in images:
+        array = (item.movedim(0, -1).clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+        resized = Image.fromarray(array).resize((size[1], size[0]), resample)
+        out.append(torch.from_numpy(np.asarray(resized).copy()).movedim(-1, 0))
+    return torch.stack(out).float().div(255.0).to(images.device)
+
+
+def to_uint8_pil(image: torch.Tensor) -> Image.Image:
+    """[3,H,W] 0..1 -> PIL image (rounded)."""
+    return Image.fromarray((image.movedim(0, -1).clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8))
+
+
+FIT_MODES = ("pad", "crop", "stretch")
+
+
+@dataclass(frozen=True)
+class SquareFit:
+    """How an H x W image was placed on a `size` square, so results can be put back at H x W."""
+
+    height: int
+    width: int
+    size: int
+    mode: str
+
+    def _scaled(self) -> tuple[int, int]:
+        if self.mode == "stretch":
+            return self.size, self.size
+        scale = (min if self.mode == "pad" else max)(self.size / self.height, self.size / self.width)
+        return max(1, round(self.height * scale)), max(1, round(self.width * scale))
+
+    def _offset(self) -> tuple[int, int]:
+        sh, sw = self._scaled()
+        return (self.size - sh) // 2, (self.size - sw) // 2
+
+    def apply(self, images: torch.Tensor, fill: float = 0.0, resize=None) -> torch.Tensor:
+        """[B,C,H,W] -> [B,C,size,size]: scale keeping aspect, then pad (with `fill`) or centre-crop."""
+        resize = resize or _bicubic
+        sh, sw = self._scaled()
+        scaled = resize(images, (sh, sw))
+        oy, ox = self._offset()
+        if self.mode == "crop":
+            return scaled[..., -oy:-oy + self.size, -ox:-ox + self.size]
+        out = images.new_full((*images.shape[:2], self.size, self.size), fill)
+        out[..., oy:oy + sh, ox:ox + sw] = scaled
+        return out
+
+    def restore(self, square: torch.Tensor, resize=None) -> torch.Tensor:
+        """[B,C,size,size] model output -> [B,C,H,W] at the input's aspect; cropped areas come back black."""
+        resize = resize or _bicubic
+        sh, sw = self._scaled()
+        oy, ox = self._offset()
+        if self.mode == "crop":
+            canvas = square.new_zeros((*square.shape[:2], sh, sw))
+            canvas[..., -oy:-oy + self.size, -ox:-ox + self.size] = square
+            return resize(canvas, (self.height, self.width))
+        return resize(square[..., oy:oy + sh, ox:ox + sw], (self.height, self.width))
+
+    def map_points(self, xy: np.ndarray) -> np.ndarray:
+        """Pixel coordinates (…,2) in the H x W image -> pixels of the square."""
+        sh, sw = self._scaled()
+        oy, ox = self._offset()
+        return xy * np.array([sw / self.width, sh / self.height]) + np.array([ox, oy])
+
+
+def square_fit(height: int, width: int, size: int, mode: str = "pad") -> SquareFit:
+    if mode not in FIT_MODES:
+        raise ValueError(f"fit mode must be one of {FIT_MODES}, got {mode!r}")
+    return SquareFit(height, width, size, mode)
+
+
+def _bicubic(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)

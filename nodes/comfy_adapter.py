@@ -1,0 +1,230 @@
+"""The one place that talks to ComfyUI.
+
+Every `comfy_api`, `comfy`, `folder_paths` import of the pack lives here. Without ComfyUI (tests, the
+command line) the same names give working stand-ins: CPU device, float32, no-op progress, no interrupt,
+model folders taken from ``POSETRANSFER_MODELS_DIR`` (default ``./models``), and a small recorder of
+the V3 schema so node classes can be defined, inspected and executed.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+
+try:  # the first numbered API version; `latest` may change without warning (Comfy-Org/ComfyUI#10951)
+    from comfy_api.v0_0_2 import ComfyExtension, io, ui
+except ImportError:
+    try:
+        from comfy_api.latest import ComfyExtension, io, ui
+    except ImportError:
+        ComfyExtension = io = ui = None
+
+if io is not None:
+    import comfy.model_management as model_management
+    import comfy.model_patcher as model_patcher
+    import comfy.utils as comfy_utils
+    import folder_paths
+
+    COMFY_AVAILABLE = True
+else:
+    from . import schema_stub
+
+    ComfyExtension, io, ui = schema_stub.ComfyExtension, schema_stub.io, schema_stub.ui
+    model_management = model_patcher = comfy_utils = folder_paths = None
+    COMFY_AVAILABLE = False
+
+CATEGORY = "PoseTransfer"
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+# Folders this pack owns. Encoders and the SD VAE come from core's `clip_vision` and `vae` folders.
+PACK_FOLDERS = ("pcdms", "scfm", "dwpose")
+# Where other packs keep DWPose ONNX files (comfyui_controlnet_aux downloads into its ckpts tree; kijai uses
+# models/detection). Relative to ComfyUI's models dir or its custom_nodes dir.
+_DWPOSE_MODEL_SUBDIRS = ("detection",)
+_DWPOSE_PACK_SUBDIRS = (
+    "comfyui_controlnet_aux/ckpts/yzd-v/DWPose",
+    "comfyui_controlnet_aux/ckpts/hr16/yolox-onnx",
+    "comfyui_controlnet_aux/ckpts/hr16/UnJIT-DWPose",
+    "comfyui_controlnet_aux/ckpts/hr16/DWPose-TorchScript-BatchSize5",
+)
+
+
+# ----------------------------------------------------------------------------------------- folders
+def _standalone_models_dir() -> str:
+    return os.environ.get("POSETRANSFER_MODELS_DIR", os.path.join(os.getcwd(), "models"))
+
+
+def _register_folder(name: str, extra_dirs: Iterable[str] = (), extensions: Iterable[str] = ()) -> None:
+    """Add a model folder without dropping what `extra_model_paths.yaml` already registered under `name`."""
+    registered = folder_paths.folder_names_and_paths.get(name)
+    paths = list(registered[0]) if registered else []
+    for path in (os.path.join(folder_paths.models_dir, name), *extra_dirs):
+        if path not in paths:
+            paths.append(path)
+    # A NEW set: adding to the shared `supported_pt_extensions` would change every core folder.
+    exts = set(folder_paths.supported_pt_extensions) | set(extensions)
+    if registered:
+        exts |= set(registered[1])
+    folder_paths.folder_names_and_paths[name] = (paths, exts)
+
+
+def register_model_folders() -> None:
+    if not COMFY_AVAILABLE:
+        return
+    _register_folder("pcdms")
+    _register_folder("scfm")
+    custom_nodes = os.path.join(os.path.dirname(folder_paths.models_dir), "custom_nodes")
+    dwpose_extra = [os.path.join(folder_paths.models_dir, d) for d in _DWPOSE_MODEL_SUBDIRS]
+    dwpose_extra += [os.path.join(custom_nodes, d) for d in _DWPOSE_PACK_SUBDIRS]
+    _register_folder("dwpose", [d for d in dwpose_extra if os.path.isdir(d)], {".onnx"})
+
+
+def model_folder_paths(folder: str) -> list[str]:
+    """Every directory searched for files of `folder` (e.g. "pcdms", "clip_vision")."""
+    if COMFY_AVAILABLE:
+        return list(folder_paths.get_folder_paths(folder))
+    return [os.path.join(_standalone_models_dir(), folder)]
+
+
+def model_file_list(folder: str) -> list[str]:
+    """Files of `folder`, relative to their search directory, for combo widgets."""
+    if COMFY_AVAILABLE:
+        return list(folder_paths.get_filename_list(folder))
+    found = []
+    for root in model_folder_paths(folder):
+        for dirpath, _, files in os.walk(root, followlinks=True):
+            rel = os.path.relpath(dirpath, root)
+            found += [f if rel == "." else os.path.join(rel, f) for f in files if not f.startswith(".")]
+    return sorted(set(found))
+
+
+def resolve_model_file(folder: str, name: str, *, hint: str = "") -> str:
+    """Full path of `name` in `folder`; the error lists every directory searched and what to do."""
+    if os.path.isabs(name) and os.path.isfile(name):
+        return name
+    full = folder_paths.get_full_path(folder, name) if COMFY_AVAILABLE else None
+    if full is None:
+        for root in model_folder_paths(folder):
+            candidate = os.path.join(root, name)
+            if os.path.isfile(candidate):
+                full = candidate
+                break
+    if full is None:
+        searched = "\n  ".join(model_folder_paths(folder)) or "(no directory registered)"
+        raise FileNotFoundError(
+            f"Model file '{name}' was not found in the '{folder}' model folder. Searched:\n  {searched}\n"
+            + (hint or f"Put the file in one of these directories (or add a '{folder}:' entry to extra_model_paths.yaml).")
+        )
+    return full
+
+
+# ----------------------------------------------------------------------------------------- devices
+def torch_device() -> torch.device:
+    return model_management.get_torch_device() if COMFY_AVAILABLE else torch.device("cpu")
+
+
+def offload_device() -> torch.device:
+    return model_management.unet_offload_device() if COMFY_AVAILABLE else torch.device("cpu")
+
+
+def encoder_device() -> torch.device:
+    """Device for frozen auxiliary encoders (core runs CLIP vision on the text-encoder device)."""
+    return model_management.text_encoder_device() if COMFY_AVAILABLE else torch.device("cpu")
+
+
+def intermediate_device() -> torch.device:
+    return model_management.intermediate_device() if COMFY_AVAILABLE else torch.device("cpu")
+
+
+def resolve_dtype(precision: str, device: torch.device | None = None) -> torch.dtype:
+    """Map a `precision` combo value to a dtype; "auto" defers to ComfyUI's choice for the device."""
+    if precision in _DTYPES:
+        return _DTYPES[precision]
+    if precision != "auto":
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    device = device or torch_device()
+    if COMFY_AVAILABLE:
+        if model_management.should_use_bf16(device):
+            return torch.bfloat16
+        if model_management.should_use_fp16(device):
+            return torch.float16
+    return torch.float32
+
+
+def to_output(tensor: torch.Tensor) -> torch.Tensor:
+    """Move a result to where ComfyUI expects node outputs (CPU, float32 unless configured otherwise)."""
+    dtype = torch.float32
+    if COMFY_AVAILABLE and hasattr(model_management, "intermediate_dtype"):
+        dtype = model_management.intermediate_dtype()
+    return tensor.to(device=intermediate_device(), dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------- progress
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception if the user pressed Cancel; no-op without ComfyUI."""
+    if COMFY_AVAILABLE:
+        model_management.throw_exception_if_processing_interrupted()
+
+
+def progress_callback(total: int) -> Callable[[int, int], None]:
+    """A `progress(step, total)` callback for `models/` and `pose/` loops.
+
+    Each call ticks ComfyUI's ProgressBar and is an interrupt point: it raises inside the step.
+    """
+    bar = comfy_utils.ProgressBar(total) if COMFY_AVAILABLE else None
+
+    def progress(step: int, total_steps: int = total) -> None:
+        check_interrupt()
+        if bar is not None:
+            bar.update_absolute(step, total_steps)
+
+    return progress
+
+
+# ----------------------------------------------------------------------------------------- models
+class ModelHandle:
+    """Stand-in for ComfyUI's ModelPatcher when ComfyUI is absent: holds the module and its devices."""
+
+    def __init__(self, model: torch.nn.Module, load_device: torch.device, offload_device: torch.device):
+        self.model = model
+        self.load_device = load_device
+        self.offload_device = offload_device
+
+    def model_size(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.model.parameters(), *self.model.buffers()))
+
+
+def wrap_model(module: torch.nn.Module, load_device: torch.device | None = None,
+               offload: torch.device | None = None) -> Any:
+    """Wrap a module in ComfyUI's model patcher so VRAM accounting and the RAM cache see it."""
+    load_device = load_device or torch_device()
+    offload = offload or offload_device()
+    module = module.to(offload).eval()
+    if not COMFY_AVAILABLE:
+        return ModelHandle(module, load_device, offload)
+    patcher_cls = getattr(model_patcher, "CoreModelPatcher", model_patcher.ModelPatcher)
+    return patcher_cls(module, load_device=load_device, offload_device=offload)
+
+
+def load_models(handles: Sequence[Any], memory_required: int = 0) -> None:
+    """Make room for and load the wrapped models; `memory_required` is the activation estimate in bytes."""
+    if COMFY_AVAILABLE:
+        # Our modules are not built from comfy.ops layers, so they cannot be partially loaded.
+        model_management.load_models_gpu(list(handles), memory_required=memory_required, force_full_load=True)
+    for handle in handles:
+        handle.model.to(handle.load_device)
+
+
+# ----------------------------------------------------------------------------------------- schema
+def make_schema(**fields: Any) -> Any:
+    """`io.Schema(**fields)`, dropping fields this ComfyUI predates (e.g. `search_aliases` before 2026)."""
+    known = getattr(io.Schema, "__dataclass_fields__", None)
+    if known is not None:
+        fields = {k: v for k, v in fields.items() if k in known}
+    fields.setdefault("category", CATEGORY)
+    return io.Schema(**fields)
+
+
+register_model_folders()

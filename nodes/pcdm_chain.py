@@ -1,0 +1,2 @@
+"""Nodes of this family (filled in by its issue)."""
+NODES: list = []
