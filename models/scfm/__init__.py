@@ -1,0 +1,1 @@
+"""SCFM-guided DDPM (Xue et al., TCSVT 2024) in pure PyTorch: ops, model, loader, sampler, training."""
