@@ -19,8 +19,9 @@ class _Input:
         self.optional = optional
         self.tooltip = tooltip
         self.lazy = lazy
-        self.options = options
-        self.default = options.get("default")
+        self.default = options.pop("default", None)
+        for key, value in options.items():  # same attribute names as comfy_api (min, max, options, ...)
+            setattr(self, key, value)
 
 
 class _Output:
@@ -30,7 +31,8 @@ class _Output:
         self.display_name = display_name
         self.tooltip = tooltip
         self.is_output_list = is_output_list
-        self.options = options
+        for key, value in options.items():
+            setattr(self, key, value)
 
 
 def _comfy_type(io_type: str, widget: bool = False) -> type:

@@ -1,28 +1,14 @@
 """Import the pack the way ComfyUI does: as a package loaded from the repository root.
 
-ComfyUI imports `custom_nodes/<folder>/__init__.py` under a name derived from the folder, so the
-pack only uses relative imports. Tests load it under the fixed name ``posetransfer`` so that
-``import posetransfer.models.checkpoints`` works whatever the checkout folder is called.
+Tests use the fixed package name ``posetransfer`` (``from posetransfer.models.checkpoints import ...``),
+whatever the checkout folder is called; `__main__.py` owns the bootstrap, shared with the command line.
 """
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "posetransfer"
-
-
-def _load_pack() -> None:
-    if PACKAGE in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(
-        PACKAGE, PACK_ROOT / "__init__.py", submodule_search_locations=[str(PACK_ROOT)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACKAGE] = module
-    spec.loader.exec_module(module)
-
-
-_load_pack()
+_spec = importlib.util.spec_from_file_location("posetransfer_bootstrap", Path(__file__).resolve().parents[1] / "__main__.py")
+_bootstrap = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bootstrap)
+_bootstrap.load_pack()
