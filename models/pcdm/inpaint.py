@@ -1,0 +1,195 @@
+"""PCDMs stage 2: paint the source person in the target pose on the right half of a [source | target] canvas.
+
+check_inputs -> fit every image to the model's square -> encode the source appearance and the source canvas
+(once per source) -> pose canvas -> seeded noise -> guided denoising (sampling.py) -> decode -> crop the right
+half -> put it back at the target pose's size and aspect. Conventions of the original (PCDMS.md §6, §8) kept:
+mask = 1 on the SOURCE half, pose canvas in [-1, 1], uncond tokens = projection of zeros (simplified model) or
+literal zeros (full model, whose class label is zero too), the pose residual shared by both guidance halves.
+Deliberate deviations: VAE posterior mode instead of a sample, CPU-seeded float32 noise per item (seed + i),
+latents kept in float32 between steps, no 8-bit rounding of the output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..images import SquareFit, pil_resize, square_fit, to_signed
+from ..noise import seeded_noise
+from ..encoders import encode_dino
+from ..vae import decode_latents, encode_latents
+from .loading import PcdmStage2
+from .sampling import Branch, denoise
+from .schedulers import make_scheduler
+
+LATENT_FACTOR = 8  # SD VAE and pose_proj both downsample by 8
+ASPECT_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class InpaintSettings:
+    """steps/guidance/scheduler: the demo uses ddim 50 at 2.0, the paper unipc 20 at 2.0.
+    size: the model's square side (512 for the released models; 256 for the 256 ones).
+    fit: how non-square images reach the square (`pad`, `crop`, or `stretch` = the original's plain resize).
+    chunk_size: target poses denoised together (memory vs speed); results do not depend on it.
+    legacy_dino_interpolation: the transformers-4.32 DINOv2 pos-emb interpolation the models were trained with."""
+
+    steps: int = 50
+    guidance_scale: float = 2.0
+    scheduler: str = "ddim"
+    seed: int = 0
+    size: int = 512
+    fit: str = "pad"
+    guidance_rescale: float = 0.0
+    sequential_guidance: bool = False
+    chunk_size: int = 4
+    legacy_dino_interpolation: bool = True
+
+
+@dataclass
+class InpaintResult:
+    images: torch.Tensor  # (B, 3, H_t, W_t) in 0..1: the target person at the target pose's size
+    canvas: torch.Tensor  # (B, 3, size, 2*size) in 0..1: the whole decoded [source | target] canvas
+
+
+def check_inputs(model: PcdmStage2, source: torch.Tensor, source_pose: torch.Tensor, target_pose: torch.Tensor,
+                 target_embeds: torch.Tensor | None, settings: InpaintSettings) -> int:
+    """Validate batches, sizes and the target embedding; returns the output batch size (= target poses)."""
+    batch, n_src = target_pose.shape[0], source.shape[0]
+    if n_src not in (1, batch):
+        raise ValueError(f"source batch is {n_src} but there are {batch} target poses: give one source image "
+                         f"(used for every pose) or one per target pose")
+    if source_pose.shape[0] != n_src:
+        raise ValueError(f"source pose batch is {source_pose.shape[0]} but the source batch is {n_src}: "
+                         "give one source pose per source image")
+    src_aspect = source.shape[-1] / source.shape[-2]
+    pose_aspect = source_pose.shape[-1] / source_pose.shape[-2]
+    if abs(pose_aspect / src_aspect - 1) > ASPECT_TOLERANCE:
+        raise ValueError(f"the source pose is {source_pose.shape[-1]}x{source_pose.shape[-2]} but the source image is "
+                         f"{source.shape[-1]}x{source.shape[-2]}: the source pose must be drawn on the source image's "
+                         "frame (same aspect ratio) so the two line up")
+    if settings.size % LATENT_FACTOR:
+        raise ValueError(f"size must be a multiple of {LATENT_FACTOR}, got {settings.size}")
+    if model.is_full:
+        if target_embeds is None:
+            raise ValueError("the full PCDMs stage-2 model needs the target embedding (B, 1024) predicted by the "
+                             "stage-1 prior (PCDM Prior node); the simplified model (PCDMs_ckpt.pt) does not")
+        if target_embeds.dim() != 2 or target_embeds.shape[0] not in (1, batch):
+            raise ValueError(f"target embedding must be (1 or {batch}, D), got {tuple(target_embeds.shape)}")
+    elif target_embeds is not None:
+        raise ValueError("a target embedding was given, but this is the simplified PCDMs model, which takes none; "
+                         "load the full stage-2 checkpoint to use stage-1 embeddings")
+    return batch
+
+
+def canvas_mask(height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
+    """(1, 1, height, width) latent mask: 1 on the LEFT (source) half, 0 on the half to generate.
+
+    The reverse of SD inpainting, but what PCDMs trained with; the original also swapped height and width
+    when building it (harmless for its square halves; built correctly here)."""
+    mask = torch.zeros(1, 1, height, width, device=device)
+    mask[..., : width // 2] = 1.0
+    return mask
+
+
+def side_by_side(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """Two [B,3,S,S] halves -> [B,3,S,2S] canvas."""
+    return torch.cat([left, right], dim=-1)
+
+
+def _fit(images: torch.Tensor, settings: InpaintSettings) -> tuple[torch.Tensor, SquareFit]:
+    fit = square_fit(images.shape[-2], images.shape[-1], settings.size, settings.fit)
+    # PIL bicubic on uint8, as the original preprocessing (and the training data) did
+    return fit.apply(images, fill=0.0, resize=pil_resize), fit
+
+
+@torch.no_grad()
+def encode_source(model: PcdmStage2, vae: torch.nn.Module, dino: torch.nn.Module, source_sq: torch.Tensor,
+                  settings: InpaintSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per source square [B_s,3,S,S] 0..1: (cond tokens (B_s,T,D), uncond tokens (B_s,T,D), masked latents (B_s,4,S/8,S/4)).
+
+    Tokens are projected DINOv2 tokens; the uncond ones are the projection of zero tokens for the simplified
+    model (a constant non-zero token) and literal zeros for the full model, as in the respective originals.
+    The canvas [source | black] goes through the VAE in [-1, 1]."""
+    device, dtype = model.device, model.dtype
+    dino_tokens = encode_dino(dino, source_sq, settings.legacy_dino_interpolation).to(device=device, dtype=dtype)
+    cond = model.image_proj(dino_tokens)
+    uncond = torch.zeros_like(cond) if model.is_full else model.image_proj(torch.zeros_like(dino_tokens))
+    canvas = to_signed(side_by_side(source_sq, torch.zeros_like(source_sq)))
+    return cond, uncond, encode_latents(vae, canvas).to(device)
+
+
+@torch.no_grad()
+def pose_residual(model: PcdmStage2, source_pose_sq: torch.Tensor, target_pose_sq: torch.Tensor) -> torch.Tensor:
+    """[B,3,S,S] pose renders (0..1) -> pose_proj([source pose | target pose] in [-1, 1]) (B, C0, S/8, S/4)."""
+    canvas = to_signed(side_by_side(source_pose_sq, target_pose_sq))
+    return model.pose_proj(canvas.to(device=model.device, dtype=model.dtype))
+
+
+def _branches(model: PcdmStage2, cond: torch.Tensor, uncond: torch.Tensor, concat: torch.Tensor, pose: torch.Tensor,
+              embeds: torch.Tensor | None) -> tuple[Branch, Branch]:
+    cond_kwargs = {"pose_residual": pose}
+    uncond_kwargs = {"pose_residual": pose}
+    if embeds is not None:
+        embeds = embeds.to(device=cond.device, dtype=cond.dtype)
+        cond = torch.cat([cond, embeds[:, None]], dim=1)  # the CLIP-H target embed is the last token ...
+        uncond = torch.zeros_like(cond)
+        cond_kwargs["class_labels"] = embeds  # ... and the class label
+        uncond_kwargs["class_labels"] = torch.zeros_like(embeds)
+    return (Branch(concat, {"encoder_hidden_states": cond, **cond_kwargs}),
+            Branch(concat, {"encoder_hidden_states": uncond, **uncond_kwargs}))
+
+
+def _pick(tensor: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    if tensor is None:
+        return None
+    return tensor[index.clamp(max=tensor.shape[0] - 1).to(tensor.device)]
+
+
+@torch.no_grad()
+def inpaint(model: PcdmStage2, vae: torch.nn.Module, dino: torch.nn.Module, source: torch.Tensor,
+            source_pose: torch.Tensor, target_pose: torch.Tensor, settings: InpaintSettings,
+            target_embeds: torch.Tensor | None = None,
+            progress: Callable[[int, int], None] | None = None) -> InpaintResult:
+    """Generate the source person in each target pose.
+
+    source [B_s,3,H,W] 0..1 (B_s = 1 or B); source_pose [B_s,3,H',W'] 0..1, a render on the source's frame;
+    target_pose [B,3,H_t,W_t] 0..1 renders; target_embeds (1 or B, 1024) stage-1 embeddings, full model only.
+    Item i uses noise seed `settings.seed + i`, whatever the batch or chunk size.
+    """
+    batch = check_inputs(model, source, source_pose, target_pose, target_embeds, settings)
+    source_sq, _ = _fit(source, settings)
+    source_pose_sq, _ = _fit(source_pose, settings)
+    target_sq, target_fit = _fit(target_pose, settings)
+    cond_all, uncond_all, masked_all = encode_source(model, vae, dino, source_sq, settings)
+    latent_h, latent_w = settings.size // LATENT_FACTOR, 2 * settings.size // LATENT_FACTOR
+    mask = canvas_mask(latent_h, latent_w, model.device)
+
+    chunk = max(1, settings.chunk_size)
+    n_chunks = (batch + chunk - 1) // chunk
+    outputs = []
+    for c, start in enumerate(range(0, batch, chunk)):
+        index = torch.arange(start, min(start + chunk, batch))
+        n = len(index)
+        masked = _pick(masked_all, index)
+        concat = torch.cat([mask.expand(n, -1, -1, -1), masked], dim=1)
+        pose = pose_residual(model, _pick(source_pose_sq, index), target_sq[index])
+        cond, uncond = _branches(model, _pick(cond_all, index), _pick(uncond_all, index), concat, pose,
+                                 _pick(target_embeds, index))
+        scheduler = make_scheduler(settings.scheduler)
+        scheduler.set_timesteps(settings.steps, device=model.device)
+        noise = seeded_noise((n, 4, latent_h, latent_w), settings.seed + start, device=model.device)
+        step_progress = None
+        if progress is not None:
+            def step_progress(step: int, total: int, offset: int = c * settings.steps) -> None:
+                progress(offset + step, n_chunks * total)
+        latents = denoise(model.unet, noise * scheduler.init_noise_sigma, scheduler, cond, uncond,
+                          guidance_scale=settings.guidance_scale, guidance_rescale=settings.guidance_rescale,
+                          sequential_guidance=settings.sequential_guidance, model_dtype=model.dtype,
+                          progress=step_progress)
+        # one item at a time: decoding a 1024x512 canvas is the largest activation of the run
+        outputs += [decode_latents(vae, item[None]).to(source.device) for item in latents]
+    canvas = torch.cat(outputs)
+    images = target_fit.restore(canvas[..., settings.size:])
+    return InpaintResult(images=images, canvas=canvas)
