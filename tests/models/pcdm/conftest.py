@@ -123,3 +123,14 @@ def dino_file(tmp_path_factory):
     save_file({k: v.contiguous() for k, v in old_dinov2_keys(tiny_dinov2().state_dict()).items()}, str(path))
     write_with_config(path, {"num_attention_heads": 2})
     return path
+
+
+@pytest.fixture(scope="session")
+def stage2_parts(simplified_file, full_file, vae_file, dino_file):
+    """(simplified model, full model, VAE, DINOv2), loaded through the product loaders."""
+    from posetransfer.models.encoders import load_dinov2
+    from posetransfer.models.pcdm.loading import load_pcdm_checkpoint
+    from posetransfer.models.vae import load_vae
+
+    return (load_pcdm_checkpoint(str(simplified_file)), load_pcdm_checkpoint(str(full_file)),
+            load_vae(str(vae_file)), load_dinov2(str(dino_file)))

@@ -1,0 +1,119 @@
+"""Stage-2 pipeline: the original's conventions checked explicitly, determinism, batches, errors."""
+import copy
+
+import pytest
+import torch
+
+from posetransfer.models.encoders import encode_dino
+from posetransfer.models.images import to_signed
+from posetransfer.models.pcdm.inpaint import InpaintSettings, canvas_mask, inpaint
+from posetransfer.models.vae import encode_latents
+
+from .conftest import TINY_SIZE
+
+
+class Spy(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.calls = []
+
+    def forward(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        return self.inner(*args, **kwargs)
+
+
+def _spied(model):
+    model = copy.copy(model)  # shallow: shares weights, own submodule table
+    model._modules = dict(model._modules)
+    model.unet, model.pose_proj = Spy(model.unet), Spy(model.pose_proj)
+    return model
+
+
+def _images(seed, batch=1, height=TINY_SIZE, width=TINY_SIZE):
+    # 8-bit values, like every loaded image (the square fit resizes with PIL on uint8)
+    return torch.randint(0, 256, (batch, 3, height, width), generator=torch.Generator().manual_seed(seed)) / 255.0
+
+
+def _settings(**kw):
+    return InpaintSettings(**{"steps": 3, "size": TINY_SIZE, "seed": 7, **kw})
+
+
+def test_mask_is_one_on_source_half():
+    mask = canvas_mask(4, 8)
+    assert mask[..., :4].eq(1).all() and mask[..., 4:].eq(0).all()
+
+
+def test_simplified_conventions(stage2_parts):
+    simplified, _, vae, dino = stage2_parts
+    model = _spied(simplified)
+    source, target = _images(0), _images(1)
+    target[..., 10:20, 10:20] = 1.0  # a white patch in a pose render
+    inpaint(model, vae, dino, source, _images(2), target, _settings(steps=50))
+    (x, t, ), kw = model.unet.calls[0]
+    assert x.shape == (2, 9, 8, 16)  # [uncond, cond] x (latents 4 + mask 1 + masked latents 4)
+    assert x[:, 4, :, :8].eq(1).all() and x[:, 4, :, 8:].eq(0).all()  # mask = 1 on the SOURCE half
+    canvas = to_signed(torch.cat([source, torch.zeros_like(source)], -1))
+    torch.testing.assert_close(x[:, 5:], encode_latents(vae, canvas).expand(2, -1, -1, -1))
+    tokens = kw["encoder_hidden_states"]
+    projected_zero = simplified.image_proj(torch.zeros(1, 24))
+    torch.testing.assert_close(tokens[0], projected_zero.expand(tokens.shape[1], -1))  # uncond: projection of 0
+    assert tokens[0].abs().max() > 0.1
+    torch.testing.assert_close(tokens[1], simplified.image_proj(encode_dino(dino, source))[0])
+    pose = kw["pose_residual"]
+    assert torch.equal(pose[0], pose[1])  # one pose residual for both halves
+    (pose_canvas,), _ = model.pose_proj.calls[0]
+    assert pose_canvas.shape == (1, 3, TINY_SIZE, 2 * TINY_SIZE)
+    assert pose_canvas.min() >= -1 and pose_canvas.max() == 1  # [-1, 1], white -> +1
+    assert pose_canvas[..., TINY_SIZE + 10:TINY_SIZE + 20, TINY_SIZE + 10:TINY_SIZE + 20].eq(1).all()
+    assert "class_labels" not in kw
+    assert [call[0][1].item() for call in model.unet.calls] == list(range(981, 0, -20))  # DDIM leading + offset
+
+
+def test_full_model_conventions(stage2_parts):
+    _, full, vae, dino = stage2_parts
+    model = _spied(full)
+    embed = torch.randn(1, 32)
+    inpaint(model, vae, dino, _images(0), _images(2), _images(1), _settings(scheduler="unipc"), target_embeds=embed)
+    _, kw = model.unet.calls[0]
+    tokens, labels = kw["encoder_hidden_states"], kw["class_labels"]
+    assert tokens.shape[1] == 1 + (224 // 14) ** 2 + 1  # DINO tokens + the target embedding
+    assert tokens[0].eq(0).all() and labels[0].eq(0).all()  # literal zeros for the uncond half
+    torch.testing.assert_close(tokens[1, -1], embed[0]) and torch.testing.assert_close(labels[1], embed[0])
+
+
+def test_deterministic_and_independent_of_batch_and_chunks(stage2_parts):
+    simplified, _, vae, dino = stage2_parts
+    source, source_pose, targets = _images(0), _images(2), _images(1, batch=3)
+    first = inpaint(simplified, vae, dino, source, source_pose, targets, _settings(chunk_size=3))
+    again = inpaint(simplified, vae, dino, source, source_pose, targets, _settings(chunk_size=3))
+    assert torch.equal(first.images, again.images)
+    chunked = inpaint(simplified, vae, dino, source, source_pose, targets, _settings(chunk_size=1))
+    torch.testing.assert_close(chunked.images, first.images, atol=1e-5, rtol=0)
+    alone = inpaint(simplified, vae, dino, source, source_pose, targets[1:2], _settings(seed=8))  # item 1 = seed + 1
+    torch.testing.assert_close(alone.images[0], first.images[1], atol=1e-5, rtol=0)
+    other_seed = inpaint(simplified, vae, dino, source, source_pose, targets[:1], _settings(seed=8))
+    assert (other_seed.images[0] - first.images[0]).abs().max() > 1e-3
+
+
+def test_any_aspect_in_and_out(stage2_parts):
+    simplified, _, vae, dino = stage2_parts
+    source = _images(0, height=80, width=56)
+    result = inpaint(simplified, vae, dino, source, _images(2, height=40, width=28), _images(1, batch=2, height=48,
+                     width=80), _settings(fit="pad"))
+    assert result.images.shape == (2, 3, 48, 80) and result.canvas.shape == (2, 3, TINY_SIZE, 2 * TINY_SIZE)
+    assert 0 <= result.images.min() and result.images.max() <= 1
+
+
+def test_bad_inputs_are_explained(stage2_parts):
+    simplified, full, vae, dino = stage2_parts
+    with pytest.raises(ValueError, match="source batch is 2"):
+        inpaint(simplified, vae, dino, _images(0, 2), _images(2, 2), _images(1, 3), _settings())
+    with pytest.raises(ValueError, match="source pose batch"):
+        inpaint(simplified, vae, dino, _images(0, 1), _images(2, 2), _images(1, 2), _settings())
+    with pytest.raises(ValueError, match="same aspect ratio"):
+        inpaint(simplified, vae, dino, _images(0), _images(2, width=32), _images(1), _settings())
+    with pytest.raises(ValueError, match="stage-1 prior"):
+        inpaint(full, vae, dino, _images(0), _images(2), _images(1), _settings())
+    with pytest.raises(ValueError, match="simplified"):
+        inpaint(simplified, vae, dino, _images(0), _images(2), _images(1), _settings(), target_embeds=torch.zeros(1, 32))
