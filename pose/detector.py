@@ -1,0 +1,77 @@
+"""YOLOX person detection post-processing (DWPOSE.md §3): anchor decode, class-aware NMS, person filter.
+
+The ONNX model takes a letterboxed (1,3,S,S) float32 image in 0..255 (no mean/std) and returns (1,A,5+C):
+raw box offsets (cx, cy, log w, log h), sigmoided objectness and class scores, over anchors of strides
+8/16/32 in row-major grid order.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+STRIDES = (8, 16, 32)
+NMS_IOU = 0.45
+SCORE_THRESHOLD = 0.1  # per-class candidates entering NMS
+PERSON_THRESHOLD = 0.3  # final person score
+PERSON_CLASS = 0
+
+
+def anchor_grid(height: int, width: int, strides: tuple[int, ...] = STRIDES) -> tuple[np.ndarray, np.ndarray]:
+    """(A,2) float32 grid cells (x, y) and (A,1) float32 strides of every anchor, levels concatenated."""
+    cells, steps = [], []
+    for stride in strides:
+        gy, gx = np.meshgrid(np.arange(height // stride), np.arange(width // stride), indexing="ij")
+        cells.append(np.stack([gx.ravel(), gy.ravel()], axis=1))
+        steps.append(np.full((gx.size, 1), stride))
+    return np.concatenate(cells).astype(np.float32), np.concatenate(steps).astype(np.float32)
+
+
+def decode_boxes(raw: np.ndarray, input_hw: tuple[int, int], ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """(A,5+C) model rows -> (A,4) x1y1x2y2 boxes in source pixels and (A,C) scores (objectness x class).
+
+    Decoded in float32 as the reference ports do: a float64 decode moves boxes by ~1e-5 px, enough to
+    round a keypoint into a neighbouring SimCC bin downstream.
+    """
+    raw = np.asarray(raw, dtype=np.float32)
+    cells, strides = anchor_grid(*input_hw)
+    if len(cells) != len(raw):
+        raise ValueError(f"detector returned {len(raw)} anchors; a {input_hw[0]}x{input_hw[1]} YOLOX input "
+                         f"has {len(cells)} (strides {STRIDES})")
+    centers = (raw[:, :2] + cells) * strides
+    sizes = np.exp(raw[:, 2:4]) * strides
+    boxes = np.concatenate([centers - sizes / 2.0, centers + sizes / 2.0], axis=1)
+    boxes /= np.float32(ratio)
+    scores = raw[:, 4:5] * raw[:, 5:]
+    return boxes, scores
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = NMS_IOU) -> list[int]:
+    """Greedy NMS with the "+1 pixel" area convention of the YOLOX demo; returns kept indices, best first."""
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(scores, kind="stable")[::-1]
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        w = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1)
+        inter = w * h
+        order = rest[inter / (areas[best] + areas[rest] - inter) <= iou_threshold]
+    return keep
+
+
+def select_person_boxes(boxes: np.ndarray, scores: np.ndarray, score_threshold: float = SCORE_THRESHOLD,
+                        iou_threshold: float = NMS_IOU,
+                        person_threshold: float = PERSON_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+    """Class-aware NMS, then keep class-0 detections scoring > `person_threshold`.
+
+    Only the person class can survive the final filter and NMS never compares across classes, so running
+    NMS on the person column alone gives the same boxes as the full class loop. Returns (N,4), (N,).
+    """
+    person = scores[:, PERSON_CLASS]
+    candidates = np.flatnonzero(person > score_threshold)
+    if candidates.size == 0:
+        return np.zeros((0, 4), dtype=np.float32), np.zeros((0,), dtype=np.float32)
+    keep = candidates[nms(boxes[candidates], person[candidates], iou_threshold)]
+    keep = keep[person[keep] > person_threshold]
+    return boxes[keep], person[keep]

@@ -1,0 +1,261 @@
+"""OpenCV-compatible drawing primitives in numpy (ARCHITECTURE decision 8: no OpenCV dependency).
+
+Every pose renderer in this field draws with `cv2.ellipse2Poly` + `cv2.fillConvexPoly`, `cv2.circle(..., -1)`
+and `cv2.line`; the models were trained on exactly those pixels. These functions reproduce OpenCV's integer
+rasterisation rules (8-connected outlines, scanline fill with round-half-up edge ends, the midpoint circle,
+thick lines as a polygon on a 1/65536 pixel grid plus round caps) so our renders match pixel for pixel.
+Canvases are uint8 arrays (H,W,C) or (H,W); colours are sequences of C numbers rounded like `cv::Scalar`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+XY_SHIFT = 16  # OpenCV's sub-pixel grid for thick lines
+XY_ONE = 1 << XY_SHIFT
+
+# OpenCV tabulates sin at whole degrees with 7 decimals (float32); using math.sin would move polygon
+# vertices across rounding boundaries.
+_SIN_TABLE = np.round(np.sin(np.deg2rad(np.arange(451))), 7).astype(np.float32).astype(np.float64)
+
+
+def _color(canvas: np.ndarray, color: Sequence[float] | float) -> np.ndarray:
+    """A colour as the canvas dtype, rounded half-to-even and saturated like `cv::Scalar` -> uchar."""
+    values = np.atleast_1d(np.asarray(color, dtype=np.float64))
+    channels = 1 if canvas.ndim == 2 else canvas.shape[2]
+    values = np.resize(values, channels) if values.size < channels else values[:channels]
+    return np.clip(np.rint(values), 0, 255).astype(canvas.dtype)
+
+
+def ellipse_poly(center: tuple[int, int], axes: tuple[int, int], angle: int, delta: int = 1) -> np.ndarray:
+    """`cv2.ellipse2Poly(center, axes, angle, 0, 360, delta)`: int32 (N,2) vertices of a full ellipse."""
+    angle = int(angle) % 360
+    cos_a, sin_a = _SIN_TABLE[450 - angle], _SIN_TABLE[angle]
+    degrees = np.minimum(np.arange(0, 360 + delta, delta), 360)
+    x = axes[0] * _SIN_TABLE[450 - degrees]
+    y = axes[1] * _SIN_TABLE[degrees]
+    px = np.rint(center[0] + x * cos_a - y * sin_a).astype(np.int64)
+    py = np.rint(center[1] + x * sin_a + y * cos_a).astype(np.int64)
+    points = np.stack([px, py], axis=1)
+    keep = np.ones(len(points), dtype=bool)
+    keep[1:] = np.any(points[1:] != points[:-1], axis=1)  # consecutive duplicates only, as OpenCV
+    points = points[keep]
+    if len(points) == 1:
+        points = np.array([center, center], dtype=np.int64)
+    return points.astype(np.int32)
+
+
+def _put(canvas: np.ndarray, xs: np.ndarray, ys: np.ndarray, color: np.ndarray) -> None:
+    inside = (xs >= 0) & (xs < canvas.shape[1]) & (ys >= 0) & (ys < canvas.shape[0])
+    canvas[ys[inside], xs[inside]] = color
+
+
+def _hline(canvas: np.ndarray, y: int, x1: int, x2: int, color: np.ndarray) -> None:
+    if 0 <= y < canvas.shape[0] and x2 >= 0 and x1 < canvas.shape[1]:
+        canvas[y, max(x1, 0):min(x2, canvas.shape[1] - 1) + 1] = color
+
+
+def _line_points(p0: tuple[int, int], p1: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels of OpenCV's 8-connected line iterator (drawn left to right, Bresenham error term)."""
+    (x0, y0), (x1, y1) = p0, p1
+    if x1 < x0:
+        x0, y0, x1, y1 = x1, y1, x0, y0
+    dx, dy = x1 - x0, y1 - y0
+    step_y = 1 if dy >= 0 else -1
+    dy = abs(dy)
+    steep = dy > dx
+    major, minor = (dy, dx) if steep else (dx, dy)
+    # OpenCV's iterator starts with err = major - 2*minor and moves on the minor axis whenever err < 0;
+    # the number of such moves after k steps has this closed form (checked against the iterator).
+    k = np.arange(major + 1, dtype=np.int64)
+    minor_moves = (2 * minor * k + major - 1) // (2 * major) if major else k
+    if steep:
+        return x0 + minor_moves, y0 + step_y * k
+    return x0 + k, y0 + step_y * minor_moves
+
+
+def _clip_line(width: int, height: int, p0: list[int], p1: list[int]) -> bool:
+    """OpenCV's `clipLine`: move end points onto the canvas border; False if the line misses it."""
+    right, bottom = width - 1, height - 1
+
+    def code(p: list[int], with_y: bool = True) -> int:
+        return (p[0] < 0) + (p[0] > right) * 2 + with_y * ((p[1] < 0) * 4 + (p[1] > bottom) * 8)
+
+    c0, c1 = code(p0), code(p1)
+    if (c0 & c1) == 0 and (c0 | c1) != 0:
+        # each correction uses the other end as already moved, and truncates like a C cast
+        if c0 & 12:
+            a = 0 if c0 < 8 else bottom
+            p0[0] += int((a - p0[1]) * (p1[0] - p0[0]) / (p1[1] - p0[1]))
+            p0[1] = a
+            c0 = code(p0, False)
+        if c1 & 12:
+            a = 0 if c1 < 8 else bottom
+            p1[0] += int((a - p1[1]) * (p1[0] - p0[0]) / (p1[1] - p0[1]))
+            p1[1] = a
+            c1 = code(p1, False)
+        if (c0 & c1) == 0 and (c0 | c1) != 0:
+            if c0:
+                a = 0 if c0 == 1 else right
+                p0[1] += int((a - p0[0]) * (p1[1] - p0[1]) / (p1[0] - p0[0]))
+                p0[0] = a
+                c0 = 0
+            if c1:
+                a = 0 if c1 == 1 else right
+                p1[1] += int((a - p1[0]) * (p1[1] - p0[1]) / (p1[0] - p0[0]))
+                p1[0] = a
+                c1 = 0
+    return (c0 | c1) == 0
+
+
+def _thin_line(canvas: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], col: np.ndarray) -> None:
+    a, b = [int(p0[0]), int(p0[1])], [int(p1[0]), int(p1[1])]
+    if not _clip_line(canvas.shape[1], canvas.shape[0], a, b):
+        return
+    xs, ys = _line_points((a[0], a[1]), (b[0], b[1]))
+    _put(canvas, xs, ys, col)
+
+
+def draw_line(canvas: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], color: Sequence[float],
+              thickness: int = 1) -> None:
+    """`cv2.line(canvas, p0, p1, color, thickness)` with the default 8-connected line type."""
+    col = _color(canvas, color)
+    p0, p1 = (int(p0[0]), int(p0[1])), (int(p1[0]), int(p1[1]))
+    if thickness <= 1:
+        _thin_line(canvas, p0, p1, col)
+        return
+    _thick_line(canvas, p0, p1, col, thickness)
+
+
+def _thick_line(canvas: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], col: np.ndarray,
+                thickness: int) -> None:
+    a = (p0[0] << XY_SHIFT, p0[1] << XY_SHIFT)
+    b = (p1[0] << XY_SHIFT, p1[1] << XY_SHIFT)
+    dx, dy = float(p0[0] - p1[0]), float(p1[1] - p0[1])
+    length_sq = dx * dx + dy * dy
+    half = thickness << (XY_SHIFT - 1)
+    if length_sq > np.finfo(np.float64).eps:
+        r = (half + (thickness & 1) * XY_ONE * 0.5) / math.sqrt(length_sq)
+        ox, oy = int(np.rint(dy * r)), int(np.rint(dx * r))
+        quad = [(a[0] + ox, a[1] + oy), (a[0] - ox, a[1] - oy), (b[0] - ox, b[1] - oy), (b[0] + ox, b[1] + oy)]
+        _fill_convex(canvas, np.array(quad, dtype=np.int64), col, XY_SHIFT)
+    radius = (half + (XY_ONE >> 1)) >> XY_SHIFT
+    for point in (p0, p1):  # round caps
+        _circle(canvas, point, radius, col)
+
+
+def _line_fixed(canvas: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], col: np.ndarray) -> None:
+    """OpenCV's `Line2`: an 8-connected line between points on the 1/65536 pixel grid.
+
+    Exact inside the canvas; where a thick line leaves the canvas OpenCV 5 clips slightly differently
+    (single pixels on the border row/column may differ).
+    """
+    a, b = list(p0), list(p1)
+    if not _clip_line(canvas.shape[1] << XY_SHIFT, canvas.shape[0] << XY_SHIFT, a, b):
+        return
+    steep = abs(b[0] - a[0]) <= abs(b[1] - a[1])
+    if steep:  # walk along the major axis: swap x and y, and swap back at the end
+        a, b = a[::-1], b[::-1]
+    if b[0] < a[0]:
+        a, b = b, a
+    (x0, y0), (x1, y1) = a, b
+    step = _trunc_div((y1 - y0) << XY_SHIFT, (x1 - x0) | 1)
+    k = np.arange(((x1 - x0) >> XY_SHIFT) + 1, dtype=np.int64)
+    half = XY_ONE >> 1
+    major = np.concatenate([[(x1 + half) >> XY_SHIFT], ((x0 + half) >> XY_SHIFT) + k])
+    minor = np.concatenate([[(y1 + half) >> XY_SHIFT], (y0 + half + step * k) >> XY_SHIFT])
+    xs, ys = (minor, major) if steep else (major, minor)
+    _put(canvas, xs, ys, col)
+
+
+def _fill_convex(canvas: np.ndarray, pts: np.ndarray, col: np.ndarray, shift: int) -> None:
+    """OpenCV's `FillConvexPoly` (8-connected outline, then a two-edge scanline fill)."""
+    n = len(pts)
+    delta = (1 << shift) >> 1
+    prev = pts[-1]
+    for p in pts:  # the outline is drawn first, so thin slivers still show
+        if shift == 0:
+            _thin_line(canvas, (int(prev[0]), int(prev[1])), (int(p[0]), int(p[1])), col)
+        else:
+            _line_fixed(canvas, (int(prev[0]) << (XY_SHIFT - shift), int(prev[1]) << (XY_SHIFT - shift)),
+                        (int(p[0]) << (XY_SHIFT - shift), int(p[1]) << (XY_SHIFT - shift)), col)
+        prev = p
+    xs_all, ys_all = pts[:, 0].astype(np.int64), pts[:, 1].astype(np.int64)
+    ymin, ymax = (int(ys_all.min()) + delta) >> shift, (int(ys_all.max()) + delta) >> shift
+    xmin, xmax = (int(xs_all.min()) + delta) >> shift, (int(xs_all.max()) + delta) >> shift
+    height, width = canvas.shape[:2]
+    if n < 3 or xmax < 0 or ymax < 0 or xmin >= width or ymin >= height:
+        return
+    ymax = min(ymax, height - 1)
+    imin = int(np.argmin(ys_all))  # first vertex with the smallest y
+    edges = [{"idx": imin, "di": 1, "x": -XY_ONE, "dx": 0, "ye": ymin},
+             {"idx": imin, "di": n - 1, "x": -XY_ONE, "dx": 0, "ye": ymin}]
+    remaining = n
+    half = XY_ONE >> 1
+    y = ymin
+    while True:
+        for edge in edges:
+            if y < edge["ye"]:
+                continue
+            idx0 = edge["idx"]
+            idx = (idx0 + edge["di"]) % n
+            while True:
+                remaining -= 1
+                if remaining < 0:
+                    break
+                ty = (int(ys_all[idx]) + delta) >> shift
+                if ty > y:
+                    xs = int(xs_all[idx0]) << (XY_SHIFT - shift)
+                    xe = int(xs_all[idx]) << (XY_SHIFT - shift)
+                    edge["ye"] = ty
+                    edge["dx"] = _trunc_div((xe - xs) * 2 + (ty - y), 2 * (ty - y))
+                    edge["x"] = xs
+                    edge["idx"] = idx
+                    break
+                idx0 = idx
+                idx = (idx + edge["di"]) % n
+        if remaining < 0:
+            break
+        if y >= 0:
+            left, right = sorted((edges[0]["x"], edges[1]["x"]))
+            _hline(canvas, y, (left + half) >> XY_SHIFT, (right + half) >> XY_SHIFT, col)
+        edges[0]["x"] += edges[0]["dx"]
+        edges[1]["x"] += edges[1]["dx"]
+        y += 1
+        if y > ymax:
+            break
+
+
+def _trunc_div(a: int, b: int) -> int:
+    """C integer division (truncates toward zero)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def fill_convex_poly(canvas: np.ndarray, polygon: np.ndarray, color: Sequence[float]) -> None:
+    """`cv2.fillConvexPoly(canvas, polygon, color)` for integer vertices (N,2)."""
+    _fill_convex(canvas, np.asarray(polygon, dtype=np.int64).reshape(-1, 2), _color(canvas, color), 0)
+
+
+def _circle(canvas: np.ndarray, center: tuple[int, int], radius: int, col: np.ndarray) -> None:
+    cx, cy = center
+    err, dx, dy, plus, minus = 0, radius, 0, 1, (radius << 1) - 1
+    while dx >= dy:  # OpenCV's midpoint circle; a filled disc is horizontal spans of its octants
+        _hline(canvas, cy - dy, cx - dx, cx + dx, col)
+        _hline(canvas, cy + dy, cx - dx, cx + dx, col)
+        _hline(canvas, cy - dx, cx - dy, cx + dy, col)
+        _hline(canvas, cy + dx, cx - dy, cx + dy, col)
+        dy += 1
+        err += plus
+        plus += 2
+        if err > 0:
+            err -= minus
+            dx -= 1
+            minus -= 2
+
+
+def fill_circle(canvas: np.ndarray, center: tuple[int, int], radius: int, color: Sequence[float]) -> None:
+    """`cv2.circle(canvas, center, radius, color, thickness=-1)`."""
+    _circle(canvas, (int(center[0]), int(center[1])), int(radius), _color(canvas, color))

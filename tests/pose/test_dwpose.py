@@ -1,0 +1,124 @@
+"""The whole extraction path on planted ONNX models: letterbox -> YOLOX decode -> NMS -> crop -> SimCC."""
+import numpy as np
+import pytest
+
+from posetransfer.pose.dwpose import NoPersonError, load_dwpose
+from posetransfer.pose.keypoints import OPENPOSE_FROM_MMPOSE
+
+from .planted_models import detector_model, plant_box, planted_keypoints, pose_model
+
+WIDTH, HEIGHT = 768, 512
+RATIO = 640 / 768
+
+
+def _expected(box, crop_xy):
+    x1, y1, x2, y2 = box
+    center = np.array([x1 + x2, y1 + y2]) / 2
+    w, h = (x2 - x1) * 1.25, (y2 - y1) * 1.25
+    scale = np.array([w, w / 0.75]) if w > 0.75 * h else np.array([0.75 * h, h])
+    return crop_xy / np.array([288, 384]) * scale + center - scale / 2
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dwpose")
+    rows = np.zeros((8400, 85), np.float32)
+    person_a = (300, 100, 460, 500)
+    person_b = (40, 60, 200, 420)
+    plant_box(rows, [v * RATIO for v in person_a], 0.9, level=2)
+    plant_box(rows, [v * RATIO + 3 for v in person_a], 0.8, level=1)  # IoU > 0.45 with A: suppressed
+    plant_box(rows, [v * RATIO for v in person_b], 0.6, level=1)
+    plant_box(rows, [v * RATIO for v in (500, 50, 700, 300)], 0.95, cls=16, level=1)  # a dog: filtered
+    plant_box(rows, [v * RATIO for v in (600, 300, 700, 480)], 0.25, level=0)  # below 0.3: dropped
+    crop_xy, scores, sx, sy = planted_keypoints()
+    empty = np.zeros((8400, 85), np.float32)
+    return {
+        "det": detector_model(root / "yolox_l.onnx", rows),
+        "det_empty": detector_model(root / "empty.onnx", empty),
+        "pose1": pose_model(root / "dw-ll_ucoco_384.onnx", sx, sy, batch=1),
+        "pose_dyn": pose_model(root / "dynamic.onnx", sx, sy, batch="batch"),
+        "pose5": pose_model(root / "bs5.onnx", sx, sy, batch=5),
+        "boxes": [person_a, person_b], "crop_xy": crop_xy, "scores": scores,
+    }
+
+
+def _image():
+    return np.random.default_rng(1).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+
+
+def test_detector_recovers_planted_boxes(models):
+    dw = load_dwpose(models["pose1"], models["det"], provider="CPU")
+    boxes = dw.detect_boxes(_image())
+    np.testing.assert_allclose(boxes, np.array(models["boxes"], np.float32), atol=2e-3)
+    assert dw.detector.input_hw == (640, 640) and dw.pose.input_hw == (384, 288) and dw.pose.batch == 1
+    assert dw.pose.providers == ["CPUExecutionProvider"]
+    assert any("CPUExecutionProvider" in line for line in dw.log_lines)
+
+
+@pytest.mark.parametrize("pose_key", ["pose1", "pose_dyn", "pose5"])
+def test_keypoints_of_two_people_match_formula(models, pose_key):
+    dw = load_dwpose(models[pose_key], models["det"], provider="auto")
+    image = _image()
+    boxes = dw.detect_boxes(image)
+    points, scores = dw.keypoints(image, boxes)
+    assert points.shape == (2, 133, 2)
+    for person, box in enumerate(boxes):
+        np.testing.assert_allclose(points[person], _expected(box.astype(np.float64), models["crop_xy"]), atol=1e-9)
+        np.testing.assert_allclose(scores[person], models["scores"], rtol=1e-6)
+
+
+def test_frame_conversion_to_openpose(models):
+    dw = load_dwpose(models["pose_dyn"], models["det"])
+    frame = dw(_image())
+    assert (frame.width, frame.height) == (WIDTH, HEIGHT) and len(frame.people) == 2
+    box = dw.detect_boxes(_image())[0].astype(np.float64)
+    expected = _expected(box, models["crop_xy"])
+    body = frame.people[0].body
+    for openpose, coco in OPENPOSE_FROM_MMPOSE.items():
+        if openpose != 1:
+            np.testing.assert_allclose(body[openpose, :2], expected[coco], atol=1e-9)
+    np.testing.assert_allclose(body[1, :2], expected[[5, 6]].mean(0), atol=1e-9)  # neck
+    assert body[1, 2] == 1.0
+    # keypoint 20 (a left-foot point) scored 0.2 < 0.3: dropped, the rest of the feet kept
+    feet = frame.people[0].feet
+    assert feet[20 - 17, 2] == 0 and np.all(feet[[0, 1, 2, 4, 5], 2] > 0)
+    hand = frame.people[0].left_hand
+    np.testing.assert_allclose(hand[:, :2], expected[91:112], atol=1e-9)
+    assert frame.people[0].face.shape == (70, 3)
+
+
+def test_zero_detections_modes(models):
+    dw = load_dwpose(models["pose1"], models["det_empty"])
+    assert dw(_image(), "empty").people == []
+    with pytest.raises(NoPersonError, match="No person"):
+        dw.run_batch([_image()], "error")
+    whole = dw(_image(), "whole image")
+    expected = _expected(np.array([0, 0, WIDTH, HEIGHT], float), models["crop_xy"])
+    np.testing.assert_allclose(whole.people[0].left_hand[:, :2], expected[91:112], atol=1e-9)
+
+
+def test_no_detector_uses_whole_image(models):
+    dw = load_dwpose(models["pose1"], None)
+    assert len(dw(_image()).people) == 1
+
+
+def test_batch_progress_ticks_and_interrupts(models):
+    dw = load_dwpose(models["pose1"], models["det"])
+    ticks = []
+    frames = dw.run_batch([_image()] * 3, progress=lambda i, n: ticks.append((i, n)))
+    assert len(frames) == 3 and ticks == [(1, 3), (2, 3), (3, 3)]
+
+    def interrupt(i, n):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dw.run_batch([_image()] * 3, progress=interrupt)
+
+
+def test_bad_model_and_provider_errors(models, tmp_path):
+    with pytest.raises(RuntimeError, match="not available"):
+        load_dwpose(models["pose1"], provider="CoreML")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not onnx")
+    with pytest.raises(RuntimeError, match="broken.onnx"):
+        load_dwpose(str(broken))

@@ -1,0 +1,127 @@
+"""POSE_KEYPOINT / OpenPose JSON <-> PoseFrame, and COCO-WholeBody-133 -> OpenPose-18."""
+import json
+
+import numpy as np
+import pytest
+
+from posetransfer.pose.formats import (PoseFormatError, broadcast, frames_from_pose_keypoint, load_openpose_json,
+                                       pose_keypoint_from_frames, save_openpose_json)
+from posetransfer.pose.keypoints import Person, PoseFrame, people_from_wholebody, select_people
+
+
+def _flat(points):
+    return [v for x, y in points for v in ((float(x), float(y), 1.0) if x or y else (0.0, 0.0, 0.0))]
+
+
+def aux_fixture():
+    """A frame exactly as comfyui_controlnet_aux's DWPose node emits it: absolute pixels, c = 1.0 / 0,0,0,
+    null face and hands when disabled or not found, canvas = input size."""
+    rng = np.random.default_rng(3)
+    body = rng.uniform(5, 250, (18, 2)).round(3)
+    body[[16, 17]] = 0  # ears not found
+    hand = rng.uniform(5, 250, (21, 2)).round(3)
+    face = rng.uniform(5, 250, (70, 2)).round(3)
+    return [{
+        "people": [
+            {"pose_keypoints_2d": _flat(body), "face_keypoints_2d": _flat(face),
+             "hand_left_keypoints_2d": _flat(hand), "hand_right_keypoints_2d": None},
+            {"pose_keypoints_2d": [0.0] * 54, "face_keypoints_2d": None,
+             "hand_left_keypoints_2d": None, "hand_right_keypoints_2d": None},
+        ],
+        "canvas_height": 256, "canvas_width": 320,
+    }]
+
+
+def test_aux_form_round_trips_exactly():
+    value = aux_fixture()
+    frames = frames_from_pose_keypoint(value)
+    assert frames[0].people[0].right_hand is None and frames[0].people[0].body[16, 2] == 0
+    assert pose_keypoint_from_frames(frames) == value
+
+
+def test_real_scores_and_extra_keys_round_trip():
+    value = [{"version": 1.3, "people": [{"person_id": [-1], "pose_keypoints_2d": [10.5, 20.25, 0.7] * 18,
+                                          "foot_keypoints_2d": [1.0, 2.0, 0.5] * 6}],
+              "canvas_width": 100, "canvas_height": 50}]
+    frames = frames_from_pose_keypoint(value)
+    assert pose_keypoint_from_frames(frames, real_scores=True) == [
+        {**value[0], "people": [{**value[0]["people"][0], "face_keypoints_2d": None,
+                                 "hand_left_keypoints_2d": None, "hand_right_keypoints_2d": None}]}]
+    assert pose_keypoint_from_frames(frames)[0]["people"][0]["pose_keypoints_2d"][:3] == [10.5, 20.25, 1.0]
+
+
+def test_normalised_parts_become_pixels_and_missing_keys_are_tolerated():
+    value = {"people": [{"pose_keypoints_2d": [0.5, 0.25, 1.0] + [0.0] * 51,
+                         "hand_left_keypoints_2d": [100.0, 20.0, 1.0] * 21}],  # pixel hand beside a normalised body
+             "canvas_width": 200, "canvas_height": 400}
+    person = frames_from_pose_keypoint(value)[0].people[0]
+    np.testing.assert_array_equal(person.body[0], [100.0, 100.0, 1.0])
+    np.testing.assert_array_equal(person.left_hand[0], [100.0, 20.0, 1.0])
+    assert person.face is None and person.right_hand is None
+
+
+@pytest.mark.parametrize("value, message", [
+    ([], "empty"),
+    ([{"animals": [[1, 2, 1]], "canvas_width": 5, "canvas_height": 5}], "animal"),
+    ([{"people": [{"pose_keypoints_2d": [1, 2]}], "canvas_width": 5, "canvas_height": 5}], "multiple of 3"),
+    ([{"people": [{"pose_keypoints_2d": [1, 2, 1]}], "canvas_width": 5, "canvas_height": 5}], "expected 18 points"),
+    ([{"people": [{"pose_keypoints_2d": ["a", 2, 1] * 18}], "canvas_width": 5, "canvas_height": 5}], "finite"),
+    ([{"people": []}], "canvas_width"),
+    ("nope", "list"),
+])
+def test_malformed_values_raise_clear_errors(value, message):
+    with pytest.raises(PoseFormatError, match=message):
+        frames_from_pose_keypoint(value)
+
+
+def test_broadcast():
+    frame = PoseFrame(4, 4)
+    assert broadcast([frame], 3) == [frame] * 3
+    with pytest.raises(ValueError, match="2 frames do not match a batch of 3"):
+        broadcast([frame, frame], 3)
+
+
+def test_json_files_round_trip_and_errors(tmp_path):
+    frames = frames_from_pose_keypoint(aux_fixture() * 2)
+    path = save_openpose_json(frames, tmp_path / "sub" / "poses.json")
+    assert pose_keypoint_from_frames(load_openpose_json(path)) == aux_fixture() * 2
+    single = save_openpose_json(frames[:1], tmp_path / "one.json")
+    assert isinstance(json.load(open(single)), dict)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    with pytest.raises(PoseFormatError, match="bad.json: not valid JSON"):
+        load_openpose_json(bad)
+
+
+def test_wholebody_to_openpose_mapping_and_visibility():
+    kp = np.arange(133 * 2, dtype=np.float64).reshape(1, 133, 2)
+    scores = np.full((1, 133), 0.9)
+    scores[0, 6] = 0.3  # right shoulder exactly at the threshold: kept, but the neck needs both > 0.3
+    scores[0, 91:112] = 0.1  # whole left hand invisible -> None
+    person = people_from_wholebody(kp, scores)[0]
+    np.testing.assert_array_equal(person.body[2, :2], kp[0, 6])  # R shoulder <- COCO 6
+    np.testing.assert_array_equal(person.body[14, :2], kp[0, 2])  # R eye <- COCO 2
+    np.testing.assert_array_equal(person.body[1], [0.0, 0.0, 0.0])  # neck dropped: score is binary
+    assert person.body[2, 2] == 0.3
+    scores[0, 6] = 0.31
+    neck = people_from_wholebody(kp, scores)[0].body[1]
+    np.testing.assert_array_equal(neck, [*kp[0, [5, 6]].mean(0), 1.0])
+    assert person.left_hand is None
+    np.testing.assert_array_equal(person.right_hand[:, :2], kp[0, 112:133])
+    np.testing.assert_array_equal(person.face[:68, :2], kp[0, 23:91])
+    np.testing.assert_array_equal(person.face[68:], person.body[[14, 15]])
+
+
+def test_person_selection():
+    def person(x0, size):
+        body = np.zeros((18, 3))
+        body[0] = [x0, 10, 1]
+        body[1] = [x0 + size, 10 + size, 1]
+        return Person(body=body)
+    people = [person(50, 10), person(5, 3), person(80, 40), Person()]
+    assert select_people(people, "largest") == [people[2]]
+    assert select_people(people, "left-most") == [people[1]]
+    assert select_people(people, "index", -1) == [people[3]]
+    assert select_people(people, "all") == people
+    with pytest.raises(IndexError, match="4 people"):
+        select_people(people, "index", 4)
