@@ -1,2 +1,186 @@
-"""Nodes of this family (filled in by its issue)."""
-NODES: list = []
+"""PCDMs stage-2 nodes: inpainting from given poses, and a one-step node that extracts the source pose itself."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models.images import FIT_MODES, bchw_to_comfy, comfy_to_bchw
+from ..models.pcdm.inpaint import InpaintSettings, inpaint, memory_estimate
+from ..models.pcdm.schedulers import SCHEDULERS
+from .comfy_adapter import io, load_models, make_schema, model_file_list, progress_callback, resolve_model_file, to_output
+from .loaders import CATEGORY, Dinov2Model, PcdmEmbedding, PcdmModel, SdVae
+
+POSE_KEYPOINT = io.Custom("POSE_KEYPOINT")
+DWPOSE_HINT = ("Put the DWPose ONNX files (dw-ll_ucoco_384.onnx and yolox_l.onnx from the Hugging Face repository "
+               "yzd-v/DWPose) in models/dwpose.")
+
+
+def _model_inputs() -> list:
+    return [
+        PcdmModel.Input("pcdm_model", tooltip="From PoseTransfer PCDM Loader."),
+        Dinov2Model.Input("dinov2", tooltip="From PoseTransfer DINOv2 Loader (dinov2-giant)."),
+        SdVae.Input("vae", tooltip="From PoseTransfer VAE Loader (SD2.1-base VAE)."),
+        io.Image.Input("source_image", tooltip="The person to repose. Batch 1 (used for every pose) or one per pose."),
+    ]
+
+
+def _sampling_inputs() -> list:
+    return [
+        io.Int.Input("steps", default=50, min=1, max=200, tooltip="Denoising steps (demo: 50 with ddim; paper: 20 "
+                                                                     "with unipc)."),
+        io.Float.Input("guidance", default=2.0, min=0.0, max=20.0, step=0.1, round=0.01,
+                       tooltip="Classifier-free guidance scale; PCDMs used 2.0. 1 or less disables guidance."),
+        io.Combo.Input("scheduler", options=list(SCHEDULERS), default="ddim",
+                       tooltip="ddim: the demo's DDIM (leading spacing). unipc: the paper's UniPC. euler and "
+                               "dpmpp_2m: extra choices."),
+        io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                     tooltip="Noise seed; pose i of a batch uses seed + i, so a frame does not change with the batch."),
+        io.Combo.Input("fit", options=list(FIT_MODES), default="pad",
+                       tooltip="How non-square images reach the model's square: pad (whole image, black bars), crop "
+                               "(centre square) or stretch (the original's plain resize; distorts the person). The "
+                               "result comes back at the target pose's size and aspect."),
+    ]
+
+
+def _advanced_inputs() -> list:
+    return [
+        io.Int.Input("resolution", default=512, min=128, max=1024, step=64, optional=True,
+                     tooltip="Side of the model's square: 512 for PCDMs_ckpt.pt and the 512 paper models, 256 for "
+                             "the 256 ones."),
+        io.Int.Input("batch_chunk", default=4, min=1, max=64, optional=True,
+                     tooltip="Target poses denoised together. Lower it if you run out of memory; results are the same."),
+    ]
+
+
+def _render_pcdms(frames: list, height: int, width: int) -> torch.Tensor:
+    """Pose frames -> [B,3,H,W] 0..1, drawn in the style PCDMs was trained on."""
+    from ..pose.render import render_pcdms
+
+    renders = [render_pcdms(frame, height, width) for frame in frames]
+    return torch.from_numpy(np.stack(renders)).movedim(-1, 1).float() / 255.0
+
+
+def render_keypoints(value: Any, height: int | None, width: int | None) -> torch.Tensor:
+    """POSE_KEYPOINT -> [B,3,H,W] 0..1 renders; size = the given one or the first frame's canvas."""
+    from ..pose.formats import frames_from_pose_keypoint
+
+    frames = frames_from_pose_keypoint(value)
+    return _render_pcdms(frames, height or frames[0].height, width or frames[0].width)
+
+
+def pose_input(image: torch.Tensor | None, keypoints: Any, what: str, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Exactly one of a pose IMAGE or a POSE_KEYPOINT -> [B,3,H,W] 0..1."""
+    if (image is None) == (keypoints is None):
+        raise ValueError(f"connect exactly one of {what} (IMAGE, a rendered pose) or {what}_keypoint (POSE_KEYPOINT)")
+    if image is not None:
+        return comfy_to_bchw(image, what)
+    return render_keypoints(keypoints, *(size or (None, None)))
+
+
+def run_inpaint(pcdm_model, dinov2, vae, source: torch.Tensor, source_pose: torch.Tensor, target_pose: torch.Tensor,
+                settings: InpaintSettings, target_embedding: torch.Tensor | None = None) -> io.NodeOutput:
+    """Shared tail of both nodes: load the models, run the pipeline with progress, return IMAGE outputs."""
+    batch = target_pose.shape[0]
+    dtype = pcdm_model.model.dtype
+    load_models([pcdm_model, dinov2, vae], memory_estimate(settings, batch, dtype))
+    chunks = math.ceil(batch / settings.chunk_size)
+    result = inpaint(pcdm_model.model, vae.model, dinov2.model, source, source_pose, target_pose, settings,
+                     target_embeds=target_embedding, progress=progress_callback(settings.steps * chunks))
+    return io.NodeOutput(to_output(bchw_to_comfy(result.images)), to_output(bchw_to_comfy(result.canvas)))
+
+
+def _outputs() -> list:
+    return [io.Image.Output(display_name="image", tooltip="The source person in each target pose, at the target "
+                                                          "pose's size."),
+            io.Image.Output(display_name="canvas", tooltip="The whole decoded [source | generated] canvas.")]
+
+
+class PCDMInpaint(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return make_schema(
+            node_id="PoseTransferPCDMInpaint",
+            display_name="PoseTransfer PCDM Inpaint",
+            category=CATEGORY,
+            description="PCDMs stage 2: paints the source person in each target pose (a batch of poses gives a batch "
+                        "of frames; the source is encoded once). Poses are rendered images or POSE_KEYPOINT.",
+            search_aliases=["pcdms", "pose transfer", "repose", "person image synthesis"],
+            inputs=[
+                *_model_inputs(), *_sampling_inputs(),
+                io.Image.Input("source_pose", optional=True,
+                               tooltip="Pose render of the source image (same aspect ratio as the source)."),
+                POSE_KEYPOINT.Input("source_pose_keypoint", optional=True,
+                                    tooltip="Or the source pose as keypoints (drawn in PCDMs' style at the source size)."),
+                io.Image.Input("target_pose", optional=True, tooltip="Target pose render(s); a batch gives a batch."),
+                POSE_KEYPOINT.Input("target_pose_keypoint", optional=True,
+                                    tooltip="Or the target pose(s) as keypoints (drawn in PCDMs' style)."),
+                PcdmEmbedding.Input("target_embedding", optional=True,
+                                    tooltip="Full stage-2 model only: target CLIP-H embedding from the PCDM Prior node."),
+                *_advanced_inputs(),
+            ],
+            outputs=_outputs(),
+        )
+
+    @classmethod
+    def execute(cls, pcdm_model, dinov2, vae, source_image, steps: int, guidance: float, scheduler: str, seed: int,
+                fit: str, source_pose=None, source_pose_keypoint=None, target_pose=None, target_pose_keypoint=None,
+                target_embedding=None, resolution: int = 512, batch_chunk: int = 4) -> io.NodeOutput:
+        source = comfy_to_bchw(source_image, "source_image")
+        settings = InpaintSettings(steps=steps, guidance_scale=guidance, scheduler=scheduler, seed=seed, fit=fit,
+                                   size=resolution, chunk_size=batch_chunk)
+        src_pose = pose_input(source_pose, source_pose_keypoint, "source_pose", tuple(source.shape[-2:]))
+        tgt_pose = pose_input(target_pose, target_pose_keypoint, "target_pose")
+        return run_inpaint(pcdm_model, dinov2, vae, source, src_pose, tgt_pose, settings, target_embedding)
+
+
+class PCDMPoseTransfer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return make_schema(
+            node_id="PoseTransferPCDMPoseTransfer",
+            display_name="PoseTransfer PCDM Pose Transfer (one step)",
+            category=CATEGORY,
+            description="Source photo + target pose -> the person in that pose. Extracts the source pose with DWPose "
+                        "(ONNX files in models/dwpose), draws it in PCDMs' style, and runs PCDM Inpaint.",
+            search_aliases=["pcdms", "pose transfer", "repose", "one step"],
+            inputs=[
+                *_model_inputs(), *_sampling_inputs(),
+                io.Combo.Input("dwpose_model", options=model_file_list("dwpose"), default="dw-ll_ucoco_384.onnx",
+                               tooltip="DWPose keypoint model (ONNX) in models/dwpose."),
+                io.Combo.Input("detector_model", options=model_file_list("dwpose"), default="yolox_l.onnx",
+                               tooltip="YOLOX person detector (ONNX) in models/dwpose."),
+                io.Image.Input("target_pose", optional=True, tooltip="Target pose render(s); a batch gives a batch."),
+                POSE_KEYPOINT.Input("target_pose_keypoint", optional=True,
+                                    tooltip="Or the target pose(s) as keypoints (drawn in PCDMs' style)."),
+                *_advanced_inputs(),
+            ],
+            outputs=_outputs(),
+        )
+
+    @classmethod
+    def execute(cls, pcdm_model, dinov2, vae, source_image, steps: int, guidance: float, scheduler: str, seed: int,
+                fit: str, dwpose_model: str, detector_model: str, target_pose=None, target_pose_keypoint=None,
+                resolution: int = 512, batch_chunk: int = 4) -> io.NodeOutput:
+        source = comfy_to_bchw(source_image, "source_image")
+        settings = InpaintSettings(steps=steps, guidance_scale=guidance, scheduler=scheduler, seed=seed, fit=fit,
+                                   size=resolution, chunk_size=batch_chunk)
+        tgt_pose = pose_input(target_pose, target_pose_keypoint, "target_pose")
+        src_pose = extract_source_pose(source, resolve_model_file("dwpose", dwpose_model, hint=DWPOSE_HINT),
+                                       resolve_model_file("dwpose", detector_model, hint=DWPOSE_HINT))
+        return run_inpaint(pcdm_model, dinov2, vae, source, src_pose, tgt_pose, settings)
+
+
+def extract_source_pose(source: torch.Tensor, pose_path: str, detector_path: str) -> torch.Tensor:
+    """[B,3,H,W] 0..1 photos -> [B,3,H,W] PCDMs-style renders of their DWPose keypoints."""
+    from ..pose.dwpose import load_dwpose
+
+    dwpose = load_dwpose(pose_path, detector_path)
+    photos = (source.movedim(1, -1).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    frames = dwpose.run_batch(list(photos), no_person="error", progress=progress_callback(len(photos)))
+    return _render_pcdms(frames, source.shape[-2], source.shape[-1])
+
+
+NODES = [PCDMInpaint, PCDMPoseTransfer]

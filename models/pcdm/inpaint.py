@@ -193,3 +193,16 @@ def inpaint(model: PcdmStage2, vae: torch.nn.Module, dino: torch.nn.Module, sour
     canvas = torch.cat(outputs)
     images = target_fit.restore(canvas[..., settings.size:])
     return InpaintResult(images=images, canvas=canvas)
+
+
+def memory_estimate(settings: InpaintSettings, batch: int, dtype: torch.dtype) -> int:
+    """Rough activation bytes for `load_models`: one guided chunk through the UNet plus one canvas decode.
+
+    Heuristic from the SD2.1-base architecture (about 30 live 320-channel maps per latent cell and item, and
+    about 6 live 128-channel maps per canvas pixel in the VAE decoder), not a measurement."""
+    element = torch.finfo(dtype).bits // 8
+    cells = (settings.size // LATENT_FACTOR) * (2 * settings.size // LATENT_FACTOR)
+    items = 2 * min(batch, max(1, settings.chunk_size))
+    unet = items * cells * 320 * 30 * element
+    decode = 2 * settings.size * settings.size * 128 * 6 * element
+    return max(unet, decode)
