@@ -7,7 +7,7 @@ from posetransfer.pose.formats import frames_from_pose_keypoint
 from posetransfer.pose.keypoints import Person, PoseFrame
 from posetransfer.pose.render import pcdms_draw_size, render_controlnet_aux, render_pcdms, scfm_pose_map
 
-from .test_formats import aux_fixture
+from .fixtures import aux_fixture
 
 
 def _body(points):
