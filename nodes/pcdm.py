@@ -4,13 +4,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..models.images import FIT_MODES, bchw_to_comfy, comfy_to_bchw
-from ..models.pcdm.inpaint import InpaintSettings, inpaint, memory_estimate
+from ..models.pcdm.inpaint import (InpaintSettings, extract_pose_renders, inpaint, memory_estimate,
+                                   render_pose_frames)
 from ..models.pcdm.schedulers import SCHEDULERS
-from .comfy_adapter import io, load_models, make_schema, model_file_list, progress_callback, resolve_model_file, to_output
+from .comfy_adapter import (io, load_models, make_schema, model_file_list, progress_callback, resolve_model_file,
+                            to_output)
 from .loaders import CATEGORY, Dinov2Model, PcdmEmbedding, PcdmModel, SdVae
 
 POSE_KEYPOINT = io.Custom("POSE_KEYPOINT")
@@ -55,20 +56,12 @@ def _advanced_inputs() -> list:
     ]
 
 
-def _render_pcdms(frames: list, height: int, width: int) -> torch.Tensor:
-    """Pose frames -> [B,3,H,W] 0..1, drawn in the style PCDMs was trained on."""
-    from ..pose.render import render_pcdms
-
-    renders = [render_pcdms(frame, height, width) for frame in frames]
-    return torch.from_numpy(np.stack(renders)).movedim(-1, 1).float() / 255.0
-
-
 def render_keypoints(value: Any, height: int | None, width: int | None) -> torch.Tensor:
     """POSE_KEYPOINT -> [B,3,H,W] 0..1 renders; size = the given one or the first frame's canvas."""
     from ..pose.formats import frames_from_pose_keypoint
 
     frames = frames_from_pose_keypoint(value)
-    return _render_pcdms(frames, height or frames[0].height, width or frames[0].width)
+    return render_pose_frames(frames, height or frames[0].height, width or frames[0].width)
 
 
 def pose_input(image: torch.Tensor | None, keypoints: Any, what: str, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -90,6 +83,12 @@ def run_inpaint(pcdm_model, dinov2, vae, source: torch.Tensor, source_pose: torc
     result = inpaint(pcdm_model.model, vae.model, dinov2.model, source, source_pose, target_pose, settings,
                      target_embeds=target_embedding, progress=progress_callback(settings.steps * chunks))
     return io.NodeOutput(to_output(bchw_to_comfy(result.images)), to_output(bchw_to_comfy(result.canvas)))
+
+
+def _settings(steps: int, guidance: float, scheduler: str, seed: int, fit: str, resolution: int,
+              batch_chunk: int) -> InpaintSettings:
+    return InpaintSettings(steps=steps, guidance_scale=guidance, scheduler=scheduler, seed=seed, fit=fit,
+                           size=resolution, chunk_size=batch_chunk)
 
 
 def _outputs() -> list:
@@ -129,8 +128,7 @@ class PCDMInpaint(io.ComfyNode):
                 fit: str, source_pose=None, source_pose_keypoint=None, target_pose=None, target_pose_keypoint=None,
                 target_embedding=None, resolution: int = 512, batch_chunk: int = 4) -> io.NodeOutput:
         source = comfy_to_bchw(source_image, "source_image")
-        settings = InpaintSettings(steps=steps, guidance_scale=guidance, scheduler=scheduler, seed=seed, fit=fit,
-                                   size=resolution, chunk_size=batch_chunk)
+        settings = _settings(steps, guidance, scheduler, seed, fit, resolution, batch_chunk)
         src_pose = pose_input(source_pose, source_pose_keypoint, "source_pose", tuple(source.shape[-2:]))
         tgt_pose = pose_input(target_pose, target_pose_keypoint, "target_pose")
         return run_inpaint(pcdm_model, dinov2, vae, source, src_pose, tgt_pose, settings, target_embedding)
@@ -165,22 +163,12 @@ class PCDMPoseTransfer(io.ComfyNode):
                 fit: str, dwpose_model: str, detector_model: str, target_pose=None, target_pose_keypoint=None,
                 resolution: int = 512, batch_chunk: int = 4) -> io.NodeOutput:
         source = comfy_to_bchw(source_image, "source_image")
-        settings = InpaintSettings(steps=steps, guidance_scale=guidance, scheduler=scheduler, seed=seed, fit=fit,
-                                   size=resolution, chunk_size=batch_chunk)
+        settings = _settings(steps, guidance, scheduler, seed, fit, resolution, batch_chunk)
         tgt_pose = pose_input(target_pose, target_pose_keypoint, "target_pose")
-        src_pose = extract_source_pose(source, resolve_model_file("dwpose", dwpose_model, hint=DWPOSE_HINT),
-                                       resolve_model_file("dwpose", detector_model, hint=DWPOSE_HINT))
+        src_pose = extract_pose_renders(source, resolve_model_file("dwpose", dwpose_model, hint=DWPOSE_HINT),
+                                        resolve_model_file("dwpose", detector_model, hint=DWPOSE_HINT),
+                                        progress_callback(source.shape[0]))
         return run_inpaint(pcdm_model, dinov2, vae, source, src_pose, tgt_pose, settings)
-
-
-def extract_source_pose(source: torch.Tensor, pose_path: str, detector_path: str) -> torch.Tensor:
-    """[B,3,H,W] 0..1 photos -> [B,3,H,W] PCDMs-style renders of their DWPose keypoints."""
-    from ..pose.dwpose import load_dwpose
-
-    dwpose = load_dwpose(pose_path, detector_path)
-    photos = (source.movedim(1, -1).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    frames = dwpose.run_batch(list(photos), no_person="error", progress=progress_callback(len(photos)))
-    return _render_pcdms(frames, source.shape[-2], source.shape[-1])
 
 
 NODES = [PCDMInpaint, PCDMPoseTransfer]

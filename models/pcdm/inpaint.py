@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ..images import SquareFit, pil_resize, square_fit, to_signed
@@ -193,6 +194,25 @@ def inpaint(model: PcdmStage2, vae: torch.nn.Module, dino: torch.nn.Module, sour
     canvas = torch.cat(outputs)
     images = target_fit.restore(canvas[..., settings.size:])
     return InpaintResult(images=images, canvas=canvas)
+
+
+def render_pose_frames(frames: list, height: int, width: int) -> torch.Tensor:
+    """Pose frames (pose toolkit `PoseFrame`s) -> [B,3,H,W] 0..1, drawn in the style PCDMs was trained on."""
+    from ...pose.render import render_pcdms
+
+    renders = [render_pcdms(frame, height, width) for frame in frames]
+    return torch.from_numpy(np.stack(renders)).movedim(-1, 1).float() / 255.0
+
+
+def extract_pose_renders(images: torch.Tensor, pose_path: str, detector_path: str,
+                         progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """[B,3,H,W] 0..1 photos -> [B,3,H,W] PCDMs-style renders of their DWPose keypoints (ONNX files given)."""
+    from ...pose.dwpose import load_dwpose
+
+    dwpose = load_dwpose(pose_path, detector_path)
+    photos = (images.movedim(1, -1).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    frames = dwpose.run_batch(list(photos), no_person="error", progress=progress)
+    return render_pose_frames(frames, images.shape[-2], images.shape[-1])
 
 
 def memory_estimate(settings: InpaintSettings, batch: int, dtype: torch.dtype) -> int:

@@ -1,0 +1,121 @@
+"""`transfer`: the PCDMs main job from image files — source photo + target pose -> the person in that pose."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..models.encoders import load_dinov2
+from ..models.images import FIT_MODES, to_uint8_pil
+from ..models.pcdm.inpaint import InpaintSettings, extract_pose_renders, inpaint, render_pose_frames
+from ..models.pcdm.loading import load_pcdm_checkpoint
+from ..models.pcdm.schedulers import SCHEDULERS
+from ..models.vae import load_vae
+from ..nodes.comfy_adapter import PRECISIONS, resolve_dtype, resolve_model_file
+
+log = logging.getLogger(__name__)
+
+# (folder, default file, where to get it)
+MODEL_FILES = {
+    "pcdm": ("pcdms", "PCDMs_ckpt.pt", "the simplified PCDMs model: Google Drive link in the README of "
+                                       "github.com/tencent-ailab/PCDMs (rename the download to PCDMs_ckpt.pt)"),
+    "dinov2": ("clip_vision", "dinov2-giant.safetensors", "huggingface.co/facebook/dinov2-giant, file "
+                                                          "model.safetensors, renamed"),
+    "vae": ("vae", "sd21-base-vae.safetensors", "huggingface.co/stabilityai/stable-diffusion-2-1-base, file "
+                                                "vae/diffusion_pytorch_model.safetensors, renamed"),
+    "dwpose": ("dwpose", "dw-ll_ucoco_384.onnx", "huggingface.co/yzd-v/DWPose"),
+    "detector": ("dwpose", "yolox_l.onnx", "huggingface.co/yzd-v/DWPose"),
+}
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("transfer", help="PCDMs: repose the person of a photo to a target pose")
+    parser.add_argument("source", help="photo of the person (any image file)")
+    parser.add_argument("target_pose", help="target pose: a rendered pose image, or an OpenPose JSON file "
+                                            "(several frames give several outputs)")
+    parser.add_argument("output", help="output image path; with several poses, _0000, _0001, ... are appended")
+    parser.add_argument("--source-pose", help="pose render or OpenPose JSON of the source (default: extracted with "
+                                              "DWPose from models/dwpose)")
+    for name, (folder, default, _) in MODEL_FILES.items():
+        parser.add_argument(f"--{name}", default=default, help=f"file in models/{folder} (default: {default})")
+    parser.add_argument("--steps", type=int, default=50, help="denoising steps (default 50, the demo's)")
+    parser.add_argument("--guidance", type=float, default=2.0, help="guidance scale (default 2.0)")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddim", help="default ddim (the demo's)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed; pose i uses seed + i")
+    parser.add_argument("--fit", choices=FIT_MODES, default="pad", help="non-square images: pad, crop or stretch")
+    parser.add_argument("--resolution", type=int, default=512, help="model square side (512; 256 for 256 models)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: fp16 on an accelerator (as the original), fp32 on CPU")
+    parser.add_argument("--device", help="torch device (default: the available accelerator, else cpu)")
+    parser.add_argument("--canvas", action="store_true", help="also save the whole [source | result] canvas")
+    parser.set_defaults(func=_run)
+
+
+def find_model_files(args: argparse.Namespace, extract_source_pose: bool) -> dict[str, str]:
+    """Resolve every needed model file; one error listing all missing ones, the folder searched and the source."""
+    found, missing = {}, []
+    for name, (folder, _, source) in MODEL_FILES.items():
+        if name in ("dwpose", "detector") and not extract_source_pose:
+            continue
+        try:
+            found[name] = resolve_model_file(folder, getattr(args, name))
+        except FileNotFoundError as err:
+            missing.append(f"- {getattr(args, name)} ({name}); get it from {source}.\n  {err}".replace("\n", "\n  "))
+    if missing:
+        raise FileNotFoundError("missing model files:\n" + "\n".join(missing))
+    return found
+
+
+def read_image(path: str) -> torch.Tensor:
+    """Image file -> [1,3,H,W] 0..1."""
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("RGB")).copy()
+    return torch.from_numpy(array).movedim(-1, 0)[None].float() / 255.0
+
+
+def read_pose(path: str, height: int | None = None, width: int | None = None) -> torch.Tensor:
+    """A pose render (image) or an OpenPose JSON (drawn in PCDMs' style) -> [B,3,H,W] 0..1."""
+    if not path.lower().endswith(".json"):
+        return read_image(path)
+    from ..pose.formats import load_openpose_json
+
+    frames = load_openpose_json(path)
+    return render_pose_frames(frames, height or frames[0].height, width or frames[0].width)
+
+
+def _default_device() -> torch.device:
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and accelerator.is_available():
+        return accelerator.current_accelerator()
+    return torch.device("cpu")
+
+
+def _run(args: argparse.Namespace) -> int:
+    files = find_model_files(args, extract_source_pose=args.source_pose is None)
+    source = read_image(args.source)
+    target = read_pose(args.target_pose)
+    if args.source_pose:
+        source_pose = read_pose(args.source_pose, *source.shape[-2:])
+    else:
+        source_pose = extract_pose_renders(source, files["dwpose"], files["detector"])
+    device = torch.device(args.device) if args.device else _default_device()
+    dtype = resolve_dtype(args.precision if args.precision != "auto" or device.type == "cpu" else "fp16", device)
+    model = load_pcdm_checkpoint(files["pcdm"], dtype).to(device)
+    dino = load_dinov2(files["dinov2"]).to(device=device, dtype=dtype)
+    vae = load_vae(files["vae"]).to(device=device, dtype=dtype)
+    settings = InpaintSettings(steps=args.steps, guidance_scale=args.guidance, scheduler=args.scheduler,
+                               seed=args.seed, fit=args.fit, size=args.resolution)
+    result = inpaint(model, vae, dino, source, source_pose, target, settings,
+                     progress=lambda step, total: log.info("step %d/%d", step, total))
+    stem, suffix = os.path.splitext(args.output)
+    for i in range(result.images.shape[0]):
+        name = args.output if result.images.shape[0] == 1 else f"{stem}_{i:04d}{suffix}"
+        to_uint8_pil(result.images[i]).save(name)
+        print(name)
+        if args.canvas:
+            to_uint8_pil(result.canvas[i]).save(f"{os.path.splitext(name)[0]}_canvas{suffix}")
+    return 0

@@ -1,0 +1,80 @@
+"""`transfer` command end to end on tiny models, and its missing-file report."""
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from posetransfer.cli import pcdm as pcdm_cli
+
+from ..models.pcdm.conftest import dino_file, simplified_file, vae_file  # noqa: F401
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    pcdm_cli.register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def _png(path, height, width, seed):
+    array = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch, simplified_file, vae_file, dino_file):  # noqa: F811
+    root = tmp_path / "models"
+    for folder, path in (("pcdms", simplified_file), ("vae", vae_file), ("clip_vision", dino_file)):
+        (root / folder).mkdir(parents=True)
+        shutil.copy(path, root / folder / path.name)
+        shutil.copy(path.with_suffix(".json"), root / folder / path.with_suffix(".json").name)
+    monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(root))
+    return root
+
+
+def test_transfer_writes_result_at_target_pose_size(tmp_path, models_dir, capsys):
+    source = _png(tmp_path / "person.png", 80, 60, 0)
+    source_pose = _png(tmp_path / "person_pose.png", 80, 60, 1)
+    target = _png(tmp_path / "pose.png", 96, 72, 2)
+    out = tmp_path / "out.png"
+    args = _parse(["transfer", source, target, str(out), "--source-pose", source_pose, "--steps", "2",
+                   "--resolution", "64", "--canvas", "--device", "cpu"])
+    assert args.func(args) == 0
+    with Image.open(out) as image:
+        assert image.size == (72, 96)
+    with Image.open(tmp_path / "out_canvas.png") as canvas:
+        assert canvas.size == (128, 64)
+    assert str(out) in capsys.readouterr().out
+
+
+def test_openpose_json_frames_give_numbered_outputs(tmp_path, models_dir):
+    pytest.importorskip("posetransfer.pose.render")
+    body = [v for i in range(18) for v in (10.0 + i, 5.0 + 3 * i, 1.0)]
+    frames = [{"people": [{"pose_keypoints_2d": body}], "canvas_width": 60, "canvas_height": 80}] * 2
+    (tmp_path / "poses.json").write_text(json.dumps(frames))
+    source = _png(tmp_path / "person.png", 80, 60, 0)
+    args = _parse(["transfer", source, str(tmp_path / "poses.json"), str(tmp_path / "o.png"),
+                   "--source-pose", str(tmp_path / "poses.json"), "--steps", "1", "--resolution", "64"])
+    with pytest.raises(ValueError, match="source pose batch"):  # two source-pose frames for one photo
+        args.func(args)
+    (tmp_path / "one.json").write_text(json.dumps(frames[0]))
+    args = _parse(["transfer", source, str(tmp_path / "poses.json"), str(tmp_path / "o.png"),
+                   "--source-pose", str(tmp_path / "one.json"), "--steps", "1", "--resolution", "64"])
+    assert args.func(args) == 0
+    assert (tmp_path / "o_0000.png").is_file() and (tmp_path / "o_0001.png").is_file()
+
+
+def test_missing_files_are_all_listed_with_folder_and_source(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(tmp_path / "empty"))
+    args = _parse(["transfer", "a.png", "b.png", "c.png"])
+    with pytest.raises(FileNotFoundError) as err:
+        args.func(args)
+    message = str(err.value)
+    for name, folder in (("PCDMs_ckpt.pt", "pcdms"), ("dinov2-giant.safetensors", "clip_vision"),
+                         ("sd21-base-vae.safetensors", "vae"), ("dw-ll_ucoco_384.onnx", "dwpose"),
+                         ("yolox_l.onnx", "dwpose")):
+        assert name in message and str(tmp_path / "empty" / folder) in message
+    assert "tencent-ailab/PCDMs" in message and "facebook/dinov2-giant" in message and "yzd-v/DWPose" in message
