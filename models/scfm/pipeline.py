@@ -55,7 +55,7 @@ def pose_maps(poses: Sequence[PoseInput], size: int, fit_mode: str) -> torch.Ten
     return torch.stack(maps)
 
 
-def _fit_source(images: torch.Tensor, size: int, fit_mode: str):
+def fit_source(images: torch.Tensor, size: int, fit_mode: str):
     """[B,3,H,W] 0..1 -> ([B,3,S,S] in [-1,1], fit). PIL bicubic like the original's preprocessing."""
     fit = square_fit(images.shape[-2], images.shape[-1], size, fit_mode)
     resize = lambda x, hw: pil_resize(x, hw, Image.BICUBIC)  # noqa: E731 - a resize callable for SquareFit
@@ -86,7 +86,7 @@ def transfer(model: SCFMUNet, images: torch.Tensor, source_poses: Sequence[PoseI
     """
     images, source_poses, target_poses = check_batches(images, source_poses, target_poses)
     size = model.config.image_size
-    source, fit = _fit_source(images, size, fit_mode)
+    source, fit = fit_source(images, size, fit_mode)
     noise = sampler.initial_noise(source.shape[0], size, seed, per_item=per_item_seed)
     source_maps, target_maps = pose_maps(source_poses, size, fit_mode), pose_maps(target_poses, size, fit_mode)
     starts = range(0, source.shape[0], max(1, batch_size))
@@ -110,7 +110,7 @@ def warp_preview(model: SCFMUNet, images: torch.Tensor, source_poses: Sequence[P
     """
     images, source_poses, target_poses = check_batches(images, source_poses, target_poses)
     size = model.config.image_size
-    source, fit = _fit_source(images, size, fit_mode)
+    source, fit = fit_source(images, size, fit_mode)
     dtype, device = model.dtype, model.out[2].weight.device
     flows, masks = model.flow_net(source.to(device, dtype), pose_maps(source_poses, size, fit_mode).to(device, dtype),
                                   pose_maps(target_poses, size, fit_mode).to(device, dtype))

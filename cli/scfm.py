@@ -1,0 +1,61 @@
+"""`scfm-train`: train or fine-tune an SCFM model from a folder of photos with keypoints."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+
+from ..models.images import FIT_MODES
+from ..models.scfm.config import SCFMConfig
+from ..models.scfm.train import TrainSettings, train
+from ..nodes.comfy_adapter import resolve_model_file, torch_device
+
+logger = logging.getLogger(__name__)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    defaults = TrainSettings()
+    parser = commands.add_parser(
+        "scfm-train", help="train or fine-tune SCFM (no weights were published; this is how you get some)",
+        description="Data: one sub-folder per person, each image with its OpenPose keypoints in a .json of the same name "
+                    "(the `pose` command writes them). Loss: the original's MSE + VB; its VGG19 correctness and flow "
+                    "regularisation losses need torchvision weights and are not included. Resumes from OUT if it exists.")
+    parser.add_argument("data", help="folder of per-person sub-folders with images and .json keypoints")
+    parser.add_argument("--out", default="scfm_last.pt", help="checkpoint to write (and resume from); default %(default)s")
+    parser.add_argument("--init", help="fine-tune from this SCFM file (the original's last.pt, ours, or .safetensors); "
+                                       "a bare name is looked up in the scfm model folder")
+    parser.add_argument("--config", help="JSON file with SCFMConfig fields for a new model (default: the paper's 256 px model)")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="total steps to reach; default %(default)s")
+    parser.add_argument("--batch-pairs", type=int, default=defaults.batch_pairs,
+                        help="image pairs per step, each used in both directions; default %(default)s")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate; default %(default)s")
+    parser.add_argument("--warmup", type=int, default=defaults.warmup, help="linear warm-up steps; default %(default)s")
+    parser.add_argument("--ema-decay", type=float, default=defaults.ema_decay, help="default %(default)s")
+    parser.add_argument("--save-every", type=int, default=defaults.save_every, help="default %(default)s")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--fit", choices=FIT_MODES, default=defaults.fit_mode,
+                        help="how images are put on the model square; default %(default)s (as the original's data)")
+    parser.add_argument("--device", help="torch device, e.g. cuda:0 (default: ComfyUI's device, or cpu)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = None
+    if args.config:
+        with open(args.config, encoding="utf-8") as handle:
+            fields = json.load(handle)
+        config = SCFMConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    init = args.init
+    if init and not os.path.isfile(init):
+        init = resolve_model_file("scfm", init)
+    settings = TrainSettings(steps=args.steps, batch_pairs=args.batch_pairs, lr=args.lr, warmup=args.warmup,
+                             ema_decay=args.ema_decay, save_every=args.save_every, seed=args.seed, fit_mode=args.fit)
+
+    def log(step: int, losses: dict[str, float]) -> None:
+        logger.info("step %d  loss %.5f  mse %.5f  vb %.5f", step, losses["loss"], losses["mse"], losses["vb"])
+
+    out = train(args.data, args.out, settings=settings, init=init, config=config,
+                device=args.device or torch_device(), log=log)
+    print(out)
+    return 0
