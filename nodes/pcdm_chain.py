@@ -1,2 +1,254 @@
-"""Nodes of this family (filled in by its issue)."""
-NODES: list = []
+"""PCDMs stage 1 (prior) and stage 3 (refine) nodes, their loaders, and one node running all three stages."""
+from __future__ import annotations
+
+import torch
+
+from ..models.encoders import encode_clip_embeds
+from ..models.images import FIT_MODES, bchw_to_comfy, comfy_to_bchw, pil_resize
+from ..models.pcdm.inpaint import InpaintSettings
+from ..models.pcdm.prior import POSE_CONVENTIONS, load_prior, pose_coordinates, sample_prior
+from ..models.pcdm.refine import RefineSettings, load_refiner, memory_estimate, refine
+from ..models.pcdm.schedulers import SCHEDULERS
+from ..pose.formats import frames_from_pose_keypoint
+from .comfy_adapter import (PRECISIONS, io, load_models, make_schema, model_file_list, progress_callback,
+                            resolve_dtype, resolve_model_file, to_output, wrap_model)
+from .loaders import PRECISION_TOOLTIP, ClipVisionModel, Dinov2Model, PcdmEmbedding, PcdmModel, SdVae
+from .pcdm import pose_input, run_inpaint
+
+CATEGORY = "PoseTransfer/PCDMs"
+PriorModel = io.Custom("PT_PCDM_PRIOR")
+RefinerModel = io.Custom("PT_PCDM_REFINER")
+PoseKeypoint = io.Custom("POSE_KEYPOINT")
+
+PRIOR_CANVAS = 512  # the stage-1 script resized the source to 512 x 512 before CLIP's own 224 preprocessing
+POSE_CONVENTION_TIP = ("How the 18 body points become the prior's 36 numbers. The released prior's convention is "
+                       "undocumented; 'fraction' (x/width, y/height of the pose canvas, missing points 0) is our "
+                       "documented default. Others: centred -1..1, pixels of a 512/256 canvas, DeepFashion 176x256 pixels.")
+SEED_TIP = "Noise seed; image i of a batch uses seed + i, so a result does not change with the batch around it."
+GUIDANCE_RESCALE_TIP = ("diffusers' guidance rescale (0 = plain classifier-free guidance, recommended). The paper's "
+                        "stage-3 test script passed 2.0 (its guidance scale), which extrapolates past the rescaled "
+                        "prediction; set 2.0 only to reproduce the paper's numbers.")
+STRENGTH_TIP = ("1.0 = the original: start from pure noise, the coarse image only conditions the model. Lower values "
+                "start from the coarse image noised to that level and keep more of it.")
+FIT_TIP = "How non-square images reach the square model input: pad (keep everything), crop, or stretch (the original)."
+SIZE_TIP = "The model's square side: 512 for the released 512 models, 256 for the 256 ones."
+STAGE_FILES_HINT = ("Put the paper's stage files from the tencent-ailab/PCDMs README (Google Drive: stage1_checkpoints/512/"
+                    "s1_512.pt, stage3_checkpoints/512/s3_512.pt) in models/pcdms.")
+
+
+# ------------------------------------------------------------------------------------------- loaders
+def _loader_schema(node_id: str, display_name: str, description: str, aliases: list[str], file_tip: str,
+                   output: io.Output) -> io.Schema:
+    return make_schema(
+        node_id=node_id, display_name=display_name, category=CATEGORY, description=description, search_aliases=aliases,
+        inputs=[io.Combo.Input("ckpt_name", options=model_file_list("pcdms"), tooltip=file_tip),
+                io.Combo.Input("precision", options=list(PRECISIONS), default="auto", tooltip=PRECISION_TOOLTIP)],
+        outputs=[output],
+    )
+
+
+class PcdmPriorLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return _loader_schema(
+            "PoseTransferPCDMPriorLoader", "PoseTransfer PCDM Prior Loader",
+            "Loads the PCDMs stage-1 prior (s1_512.pt / s1_256.pt, and the mislabeled s2_256.pt) from models/pcdms. "
+            "The kind is read from the weights, never from the file name.", ["pcdms stage 1", "pose prior"],
+            "Stage-1 prior file in models/pcdms (DeepSpeed .pt as released, or .safetensors).",
+            PriorModel.Output(display_name="prior", tooltip="The stage-1 prior transformer."))
+
+    @classmethod
+    def execute(cls, ckpt_name: str, precision: str = "auto") -> io.NodeOutput:
+        path = resolve_model_file("pcdms", ckpt_name, hint=STAGE_FILES_HINT)
+        return io.NodeOutput(wrap_model(load_prior(path, resolve_dtype(precision))))
+
+
+class PcdmRefinerLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return _loader_schema(
+            "PoseTransferPCDMRefinerLoader", "PoseTransfer PCDM Refiner Loader",
+            "Loads a PCDMs stage-3 refinement model (s3_512.pt / s3_256.pt) from models/pcdms.",
+            ["pcdms stage 3", "refine model"],
+            "Stage-3 file in models/pcdms (DeepSpeed .pt as released, or .safetensors).",
+            RefinerModel.Output(display_name="refiner", tooltip="The stage-3 UNet with its appearance projection."))
+
+    @classmethod
+    def execute(cls, ckpt_name: str, precision: str = "auto") -> io.NodeOutput:
+        path = resolve_model_file("pcdms", ckpt_name, hint=STAGE_FILES_HINT)
+        return io.NodeOutput(wrap_model(load_refiner(path, resolve_dtype(precision))))
+
+
+# ------------------------------------------------------------------------------------------- glue
+def run_prior(prior, clip_vision, source_image: torch.Tensor, source_pose: list, target_pose: list, steps: int,
+              guidance: float, seed: int, pose_convention: str) -> torch.Tensor:
+    """Stage 1 on ComfyUI values: IMAGE [B,H,W,C] + POSE_KEYPOINT lists -> (B, 1024) target CLIP-H embeddings."""
+    source = comfy_to_bchw(source_image, "source_image")
+    # A source pose without a canvas size was drawn on the source image.
+    source_frames = frames_from_pose_keypoint(source_pose, (source.shape[-1], source.shape[-2]))
+    source_xy = pose_coordinates(source_frames, pose_convention, "source_pose")
+    target_xy = pose_coordinates(frames_from_pose_keypoint(target_pose), pose_convention, "target_pose")
+    load_models([prior, clip_vision], memory_required=64 * 2**20)
+    embeds = encode_clip_embeds(clip_vision.model, pil_resize(source, (PRIOR_CANVAS, PRIOR_CANVAS)))
+    return sample_prior(prior.model, embeds, source_xy, target_xy, steps=steps, guidance=guidance, seed=seed,
+                        progress=progress_callback(steps))
+
+
+def run_refine(refiner, dinov2, vae, coarse_image: torch.Tensor, source_image: torch.Tensor, settings: RefineSettings) -> torch.Tensor:
+    """Stage 3 on ComfyUI values: coarse IMAGE [B,H,W,C] + source IMAGE [1 or B,...] -> refined IMAGE [B,H,W,C]."""
+    coarse = comfy_to_bchw(coarse_image, "coarse_image")
+    source = comfy_to_bchw(source_image, "source_image")
+    load_models([refiner, dinov2, vae], memory_estimate(settings, coarse.shape[0], refiner.model.dtype))
+    refined = refine(refiner.model, vae.model, dinov2.model, coarse, source, settings, progress_callback(settings.steps))
+    return bchw_to_comfy(refined)
+
+
+# ------------------------------------------------------------------------------------------- stage nodes
+def _seed_input() -> io.Int.Input:
+    return io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip=SEED_TIP)
+
+
+def _pose_convention_input() -> io.Combo.Input:
+    return io.Combo.Input("pose_convention", options=list(POSE_CONVENTIONS), default="fraction", tooltip=POSE_CONVENTION_TIP)
+
+
+def _scheduler_input() -> io.Combo.Input:
+    return io.Combo.Input("scheduler", options=list(SCHEDULERS), default="unipc",
+                          tooltip="unipc = the paper's stage-2/3 sampler (UniPC, 20 steps); ddim/euler/dpmpp_2m are alternatives.")
+
+
+class PcdmPrior(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return make_schema(
+            node_id="PoseTransferPCDMPrior", display_name="PoseTransfer PCDM Prior", category=CATEGORY,
+            description="PCDMs stage 1 (experimental on your own data): predicts the CLIP ViT-H/14 embedding of the "
+                        "person in the target pose from the source image's embedding and both poses. Feed it to the "
+                        "full stage-2 inpainting model.",
+            search_aliases=["pcdms stage 1", "target embedding"],
+            inputs=[
+                PriorModel.Input("prior", tooltip="From PoseTransfer PCDM Prior Loader."),
+                ClipVisionModel.Input("clip_vision", tooltip="CLIP ViT-H/14 vision model with projection (the IPAdapter one)."),
+                io.Image.Input("source_image", tooltip="The person to re-pose (one image, or one per target pose)."),
+                PoseKeypoint.Input("source_pose", tooltip="Body keypoints of the source image (e.g. from DWPose)."),
+                PoseKeypoint.Input("target_pose", tooltip="Body keypoints of each wanted pose; one embedding per frame."),
+                io.Int.Input("steps", default=20, min=2, max=200, tooltip="UnCLIP steps (the paper: 20)."),
+                io.Float.Input("guidance", default=0.0, min=0.0, max=20.0, step=0.1,
+                               tooltip="0 (or anything up to 1) = no guidance, the original's setting. Above 1: "
+                                       "classifier-free guidance against a zero source embedding (our extension)."),
+                _seed_input(),
+                _pose_convention_input(),
+            ],
+            outputs=[PcdmEmbedding.Output(display_name="embedding",
+                                          tooltip="Predicted target CLIP-H embeddings (B, 1024) for the full stage-2 model.")],
+        )
+
+    @classmethod
+    def execute(cls, prior, clip_vision, source_image, source_pose, target_pose, steps: int = 20,
+                guidance: float = 0.0, seed: int = 0, pose_convention: str = "fraction") -> io.NodeOutput:
+        embeds = run_prior(prior, clip_vision, source_image, source_pose, target_pose, steps, guidance, seed, pose_convention)
+        return io.NodeOutput(to_output(embeds))
+
+
+def _refine_inputs() -> list:
+    return [
+        io.Int.Input("steps", default=20, min=1, max=200, tooltip="Denoising steps (the paper: UniPC 20)."),
+        io.Float.Input("guidance", default=2.0, min=0.0, max=20.0, step=0.1,
+                       tooltip="Classifier-free guidance scale (the paper: 2.0; 1 or less turns it off)."),
+        io.Float.Input("guidance_rescale", default=0.0, min=0.0, max=2.0, step=0.05, tooltip=GUIDANCE_RESCALE_TIP),
+        io.Float.Input("strength", default=1.0, min=0.05, max=1.0, step=0.05, tooltip=STRENGTH_TIP),
+        _scheduler_input(),
+        io.Combo.Input("fit", options=list(FIT_MODES), default="pad", tooltip=FIT_TIP),
+        io.Int.Input("size", default=512, min=64, max=2048, step=64, tooltip=SIZE_TIP),
+    ]
+
+
+class PcdmRefine(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return make_schema(
+            node_id="PoseTransferPCDMRefine", display_name="PoseTransfer PCDM Refine", category=CATEGORY,
+            description="PCDMs stage 3: re-denoises a coarse stage-2 result conditioned on the source's DINOv2 "
+                        "features to restore texture and identity.",
+            search_aliases=["pcdms stage 3", "refine pose transfer"],
+            inputs=[
+                RefinerModel.Input("refiner", tooltip="From PoseTransfer PCDM Refiner Loader."),
+                Dinov2Model.Input("dinov2", tooltip="DINOv2-giant image encoder."),
+                SdVae.Input("vae", tooltip="The Stable Diffusion 2.1-base VAE."),
+                io.Image.Input("coarse_image", tooltip="Stage-2 results to refine (any size; returned at that size)."),
+                io.Image.Input("source_image", tooltip="The source person (one image, or one per coarse image)."),
+                _seed_input(),
+                *_refine_inputs(),
+            ],
+            outputs=[io.Image.Output(display_name="image", tooltip="Refined images, at the coarse images' size.")],
+        )
+
+    @classmethod
+    def execute(cls, refiner, dinov2, vae, coarse_image, source_image, seed: int = 0, steps: int = 20,
+                guidance: float = 2.0, guidance_rescale: float = 0.0, strength: float = 1.0, scheduler: str = "unipc",
+                fit: str = "pad", size: int = 512) -> io.NodeOutput:
+        settings = RefineSettings(steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
+                                  strength=strength, scheduler=scheduler, seed=seed, size=size, fit=fit)
+        return io.NodeOutput(to_output(run_refine(refiner, dinov2, vae, coarse_image, source_image, settings)))
+
+
+class PcdmThreeStage(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return make_schema(
+            node_id="PoseTransferPCDMThreeStage", display_name="PoseTransfer PCDM Three Stages", category=CATEGORY,
+            description="The paper's full PCDMs pipeline in one node: prior (target CLIP-H embedding) -> full stage-2 "
+                        "inpainting -> stage-3 refinement. Each stage's models are loaded through ComfyUI's memory "
+                        "management in turn, so the chain fits where one stage fits.",
+            search_aliases=["pcdms", "pose transfer", "three stage", "prior inpaint refine"],
+            inputs=[
+                PriorModel.Input("prior", tooltip="From PoseTransfer PCDM Prior Loader (s1_512.pt)."),
+                ClipVisionModel.Input("clip_vision", tooltip="CLIP ViT-H/14 vision model with projection."),
+                PcdmModel.Input("pcdm_model", tooltip="The FULL stage-2 model (s2_512.pt) from PoseTransfer PCDM Loader."),
+                RefinerModel.Input("refiner", tooltip="From PoseTransfer PCDM Refiner Loader (s3_512.pt)."),
+                Dinov2Model.Input("dinov2", tooltip="DINOv2-giant image encoder."),
+                SdVae.Input("vae", tooltip="The Stable Diffusion 2.1-base VAE."),
+                io.Image.Input("source_image", tooltip="The person to re-pose (one image, or one per target pose)."),
+                PoseKeypoint.Input("source_pose", tooltip="Body keypoints of the source image (e.g. from DWPose)."),
+                PoseKeypoint.Input("target_pose", tooltip="Keypoints of each wanted pose; a batch of frames gives a batch."),
+                _seed_input(),
+                io.Int.Input("steps", default=20, min=1, max=200, tooltip="Steps of stages 2 and 3 (the paper: 20)."),
+                io.Float.Input("guidance", default=2.0, min=0.0, max=20.0, step=0.1,
+                               tooltip="Guidance scale of stages 2 and 3 (the paper: 2.0)."),
+                _scheduler_input(),
+                io.Combo.Input("fit", options=list(FIT_MODES), default="pad", tooltip=FIT_TIP),
+                io.Int.Input("prior_steps", default=20, min=2, max=200, tooltip="UnCLIP steps of the prior (the paper: 20)."),
+                io.Float.Input("prior_guidance", default=0.0, min=0.0, max=20.0, step=0.1,
+                               tooltip="Prior guidance: 0 = the original (none); above 1 = our zero-embedding CFG."),
+                _pose_convention_input(),
+                io.Float.Input("refine_strength", default=1.0, min=0.05, max=1.0, step=0.05, tooltip=STRENGTH_TIP),
+                io.Float.Input("guidance_rescale", default=0.0, min=0.0, max=2.0, step=0.05, tooltip=GUIDANCE_RESCALE_TIP),
+                io.Int.Input("resolution", default=512, min=128, max=1024, step=64, tooltip=SIZE_TIP),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image", tooltip="Refined results (stage 3), at the target poses' size."),
+                io.Image.Output(display_name="coarse_image", tooltip="Stage-2 results before refinement."),
+                PcdmEmbedding.Output(display_name="embedding", tooltip="The prior's target CLIP-H embeddings (B, 1024)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, prior, clip_vision, pcdm_model, refiner, dinov2, vae, source_image, source_pose, target_pose,
+                seed: int = 0, steps: int = 20, guidance: float = 2.0, scheduler: str = "unipc", fit: str = "pad",
+                prior_steps: int = 20, prior_guidance: float = 0.0, pose_convention: str = "fraction",
+                refine_strength: float = 1.0, guidance_rescale: float = 0.0, resolution: int = 512) -> io.NodeOutput:
+        embeds = run_prior(prior, clip_vision, source_image, source_pose, target_pose, prior_steps, prior_guidance,
+                           seed, pose_convention)
+        source = comfy_to_bchw(source_image, "source_image")
+        inpaint_settings = InpaintSettings(steps=steps, guidance_scale=guidance, scheduler=scheduler, seed=seed,
+                                           fit=fit, size=resolution)
+        coarse = run_inpaint(pcdm_model, dinov2, vae, source, pose_input(None, source_pose, "source_pose",
+                                                                          tuple(source.shape[-2:])),
+                             pose_input(None, target_pose, "target_pose"), inpaint_settings, embeds).result[0]
+        refine_settings = RefineSettings(steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
+                                         strength=refine_strength, scheduler=scheduler, seed=seed, size=resolution, fit=fit)
+        refined = run_refine(refiner, dinov2, vae, coarse, source_image, refine_settings)
+        return io.NodeOutput(to_output(refined), coarse, to_output(embeds))
+
+
+NODES = [PcdmPriorLoader, PcdmRefinerLoader, PcdmPrior, PcdmRefine, PcdmThreeStage]

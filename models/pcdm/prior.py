@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ..checkpoints import CheckpointError, Kind, load_strict, read_checkpoint
 from ..noise import seeded_noise
+from ...pose.keypoints import PoseFrame, select_people
 
 logger = logging.getLogger(__name__)
 
@@ -234,58 +235,28 @@ def sample_prior(model: PosePriorTransformer, source_embedding: torch.Tensor, so
 # resize), missing points 0. The others: centred [-1, 1]; pixels of a 512 or 256 model canvas; pixels of the
 # GFLA DeepFashion 176x256 frame (whose txt files mark missing points with -1).
 POSE_CONVENTIONS = ("fraction", "centred", "pixels_512", "pixels_256", "deepfashion_176x256")
-BODY_POINTS = 18
+DEEPFASHION_FRAME = (176.0, 256.0)  # GFLA's DeepFashion image size (width, height)
 
 
-def _person_points(person: Mapping) -> torch.Tensor:
-    flat = person.get("pose_keypoints_2d") or []
-    if len(flat) < BODY_POINTS * 3:
-        raise ValueError(f"a person's pose_keypoints_2d has {len(flat)} numbers; 18 body points x (x, y, c) = 54 expected")
-    return torch.tensor(flat[:BODY_POINTS * 3], dtype=torch.float64).reshape(BODY_POINTS, 3)
-
-
-def _main_person(frame: Mapping, name: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(18, 2) canvas fractions and an (18,) presence mask of the largest person in one POSE_KEYPOINT frame."""
-    people = frame.get("people") or []
-    if not people:
-        raise ValueError(f"{name}: frame {index} has no person (POSE_KEYPOINT 'people' is empty); the PCDMs prior "
-                         "needs one body pose per image. Check the pose detector's output for that image.")
-    width, height = float(frame.get("canvas_width") or 0), float(frame.get("canvas_height") or 0)
-    best = None
-    for person in people:
-        points = _person_points(person)
-        present = (points[:, 2] > 0) & ~((points[:, 0] == 0) & (points[:, 1] == 0))
-        xy = points[:, :2]
-        # Producers write pixels or 0..1 fractions into the same type (DWPOSE.md §6): all within [0, 1] = fractions.
-        if present.any() and xy[present].abs().max() > 1.0:
-            if width <= 0 or height <= 0:
-                raise ValueError(f"{name}: frame {index} has pixel coordinates but no canvas_width/canvas_height")
-            xy = xy / torch.tensor([width, height], dtype=xy.dtype)
-        extent = (xy[present].amax(0) - xy[present].amin(0)).prod() if present.sum() > 1 else xy.new_zeros(())
-        if best is None or extent > best[0]:
-            best = (extent, xy, present)
-    if len(people) > 1:
-        logger.info("%s: frame %d has %d people; using the largest", name, index, len(people))
-    return best[1], best[2]
-
-
-def pose_coordinates(frames: list, convention: str = "fraction", name: str = "pose") -> torch.Tensor:
-    """POSE_KEYPOINT (one dict per image) -> (B, 36) float32 `x0, y0, x1, y1, ...` in `convention`."""
+def pose_coordinates(frames: Sequence[PoseFrame], convention: str = "fraction", name: str = "pose") -> torch.Tensor:
+    """Body poses of the largest person per frame -> (B, 36) float32 `x0, y0, x1, y1, ...` in `convention`."""
     if convention not in POSE_CONVENTIONS:
         raise ValueError(f"pose convention must be one of {POSE_CONVENTIONS}, got {convention!r}")
-    if isinstance(frames, Mapping):
-        frames = [frames]
-    if not frames:
-        raise ValueError(f"{name}: the POSE_KEYPOINT list is empty")
     rows = []
     for index, frame in enumerate(frames):
-        xy, present = _main_person(frame, name, index)
+        chosen = select_people(frame.people, "largest")
+        if not chosen:
+            raise ValueError(f"{name}: frame {index} has no person with visible keypoints; the PCDMs prior needs one "
+                             "body pose per image. Check the pose detector's output for that image.")
+        body = torch.from_numpy(chosen[0].body)
+        present = body[:, 2] > 0
+        xy = body[:, :2] / torch.tensor([float(frame.width), float(frame.height)], dtype=body.dtype)
         missing = 0.0
         if convention == "centred":
             xy = xy * 2.0 - 1.0
         elif convention.startswith("pixels_"):
             xy = xy * float(convention.split("_")[1])
         elif convention == "deepfashion_176x256":
-            xy, missing = xy * torch.tensor([176.0, 256.0], dtype=xy.dtype), -1.0
+            xy, missing = xy * torch.tensor(DEEPFASHION_FRAME, dtype=xy.dtype), -1.0
         rows.append(torch.where(present[:, None], xy, torch.full_like(xy, missing)).reshape(-1))
     return torch.stack(rows).float()

@@ -161,3 +161,13 @@ def refine(model: PcdmRefiner, vae: nn.Module, dino: nn.Module, coarse: torch.Te
                       guidance_rescale=settings.guidance_rescale, model_dtype=dtype, progress=progress)
     square = torch.cat([decode_latents(vae, item[None]) for item in latents]).to(coarse.device)
     return coarse_fit.restore(square)
+
+
+def memory_estimate(settings: RefineSettings, batch: int, dtype: torch.dtype) -> int:
+    """Rough activation bytes for `load_models`: the guided batch through the UNet, or one decode if larger.
+
+    Same SD2.1-base heuristic as stage 2 (about 30 live 320-channel maps per latent cell and item; about 6 live
+    128-channel maps per pixel in the VAE decoder) on the square refine canvas; not a measurement."""
+    element = torch.finfo(dtype).bits // 8
+    cells = (settings.size // 8) ** 2
+    return max(2 * batch * cells * 320 * 30 * element, settings.size * settings.size * 128 * 6 * element)
