@@ -86,10 +86,13 @@ def correlation(first: torch.Tensor, second: torch.Tensor, max_displacement: int
     """
     radius = max_displacement // stride
     height, width = first.shape[-2:]
-    padded = F.pad(second, (max_displacement,) * 4)
+    # The kernel accumulates in float32 whatever the input type; do the same for half inputs.
+    work = torch.promote_types(first.dtype, torch.float32)
+    first_w = first.to(work)
+    padded = F.pad(second.to(work), (max_displacement,) * 4)
     planes = []
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
             oy, ox = max_displacement + dy * stride, max_displacement + dx * stride
-            planes.append((first * padded[..., oy:oy + height, ox:ox + width]).mean(1))
-    return torch.stack(planes, 1)
+            planes.append((first_w * padded[..., oy:oy + height, ox:ox + width]).mean(1))
+    return torch.stack(planes, 1).to(first.dtype)

@@ -151,3 +151,11 @@ def test_correlation_matches_kernel(max_disp, channels):
     want = _correlation_kernel(first, second, max_disp, max_disp, 2)
     assert got.shape == (2, channels, 6, 7)
     assert torch.allclose(got, want, atol=1e-12, rtol=0)
+
+
+def test_correlation_of_half_inputs_accumulates_in_float32():
+    gen = torch.Generator().manual_seed(8)
+    first = torch.randn(1, 64, 5, 5, generator=gen).half()
+    got = ops.correlation(first, first, 2)
+    assert got.dtype == torch.float16
+    assert torch.allclose(got.float(), ops.correlation(first.float(), first.float(), 2), atol=1e-3)
