@@ -104,17 +104,16 @@ def run_refine(refiner, dinov2, vae, coarse_image: torch.Tensor, source_image: t
 
 
 # ------------------------------------------------------------------------------------------- stage nodes
-def _seed_input() -> io.Int.Input:
-    return io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip=SEED_TIP)
-
-
 def _pose_convention_input() -> io.Combo.Input:
     return io.Combo.Input("pose_convention", options=list(POSE_CONVENTIONS), default="fraction", tooltip=POSE_CONVENTION_TIP)
 
 
-def _scheduler_input() -> io.Combo.Input:
-    return io.Combo.Input("scheduler", options=list(SCHEDULERS), default="unipc",
-                          tooltip="unipc = the paper's stage-2/3 sampler (UniPC, 20 steps); ddim/euler/dpmpp_2m are alternatives.")
+def _rescale_input() -> io.Float.Input:
+    return io.Float.Input("guidance_rescale", default=0.0, min=0.0, max=2.0, step=0.05, tooltip=GUIDANCE_RESCALE_TIP)
+
+
+def _strength_input(name: str) -> io.Float.Input:
+    return io.Float.Input(name, default=1.0, min=0.05, max=1.0, step=0.05, tooltip=STRENGTH_TIP)
 
 
 class PcdmPrior(io.ComfyNode):
@@ -136,7 +135,7 @@ class PcdmPrior(io.ComfyNode):
                 io.Float.Input("guidance", default=0.0, min=0.0, max=20.0, step=0.1,
                                tooltip="0 (or anything up to 1) = no guidance, the original's setting. Above 1: "
                                        "classifier-free guidance against a zero source embedding (our extension)."),
-                _seed_input(),
+                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True, tooltip=SEED_TIP),
                 _pose_convention_input(),
             ],
             outputs=[PcdmEmbedding.Output(display_name="embedding",
@@ -150,16 +149,16 @@ class PcdmPrior(io.ComfyNode):
         return io.NodeOutput(to_output(embeds))
 
 
-def _refine_inputs() -> list:
+def _sampling_inputs() -> list:
+    """Stage-2/3 sampling widgets, in the order of PCDM Inpaint's."""
     return [
-        io.Int.Input("steps", default=20, min=1, max=200, tooltip="Denoising steps (the paper: UniPC 20)."),
+        io.Int.Input("steps", default=20, min=1, max=200, tooltip="Denoising steps of stages 2 and 3 (the paper: UniPC 20)."),
         io.Float.Input("guidance", default=2.0, min=0.0, max=20.0, step=0.1,
                        tooltip="Classifier-free guidance scale (the paper: 2.0; 1 or less turns it off)."),
-        io.Float.Input("guidance_rescale", default=0.0, min=0.0, max=2.0, step=0.05, tooltip=GUIDANCE_RESCALE_TIP),
-        io.Float.Input("strength", default=1.0, min=0.05, max=1.0, step=0.05, tooltip=STRENGTH_TIP),
-        _scheduler_input(),
+        io.Combo.Input("scheduler", options=list(SCHEDULERS), default="unipc",
+                       tooltip="unipc = the paper's stage-2/3 sampler; ddim, euler and dpmpp_2m are alternatives."),
+        io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True, tooltip=SEED_TIP),
         io.Combo.Input("fit", options=list(FIT_MODES), default="pad", tooltip=FIT_TIP),
-        io.Int.Input("size", default=512, min=64, max=2048, step=64, tooltip=SIZE_TIP),
     ]
 
 
@@ -177,16 +176,18 @@ class PcdmRefine(io.ComfyNode):
                 SdVae.Input("vae", tooltip="The Stable Diffusion 2.1-base VAE."),
                 io.Image.Input("coarse_image", tooltip="Stage-2 results to refine (any size; returned at that size)."),
                 io.Image.Input("source_image", tooltip="The source person (one image, or one per coarse image)."),
-                _seed_input(),
-                *_refine_inputs(),
+                *_sampling_inputs(),
+                _rescale_input(),
+                _strength_input("strength"),
+                io.Int.Input("size", default=512, min=64, max=2048, step=64, tooltip=SIZE_TIP),
             ],
             outputs=[io.Image.Output(display_name="image", tooltip="Refined images, at the coarse images' size.")],
         )
 
     @classmethod
-    def execute(cls, refiner, dinov2, vae, coarse_image, source_image, seed: int = 0, steps: int = 20,
-                guidance: float = 2.0, guidance_rescale: float = 0.0, strength: float = 1.0, scheduler: str = "unipc",
-                fit: str = "pad", size: int = 512) -> io.NodeOutput:
+    def execute(cls, refiner, dinov2, vae, coarse_image, source_image, steps: int = 20, guidance: float = 2.0,
+                scheduler: str = "unipc", seed: int = 0, fit: str = "pad", guidance_rescale: float = 0.0,
+                strength: float = 1.0, size: int = 512) -> io.NodeOutput:
         settings = RefineSettings(steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
                                   strength=strength, scheduler=scheduler, seed=seed, size=size, fit=fit)
         return io.NodeOutput(to_output(run_refine(refiner, dinov2, vae, coarse_image, source_image, settings)))
@@ -211,18 +212,13 @@ class PcdmThreeStage(io.ComfyNode):
                 io.Image.Input("source_image", tooltip="The person to re-pose (one image, or one per target pose)."),
                 PoseKeypoint.Input("source_pose", tooltip="Body keypoints of the source image (e.g. from DWPose)."),
                 PoseKeypoint.Input("target_pose", tooltip="Keypoints of each wanted pose; a batch of frames gives a batch."),
-                _seed_input(),
-                io.Int.Input("steps", default=20, min=1, max=200, tooltip="Steps of stages 2 and 3 (the paper: 20)."),
-                io.Float.Input("guidance", default=2.0, min=0.0, max=20.0, step=0.1,
-                               tooltip="Guidance scale of stages 2 and 3 (the paper: 2.0)."),
-                _scheduler_input(),
-                io.Combo.Input("fit", options=list(FIT_MODES), default="pad", tooltip=FIT_TIP),
+                *_sampling_inputs(),
                 io.Int.Input("prior_steps", default=20, min=2, max=200, tooltip="UnCLIP steps of the prior (the paper: 20)."),
                 io.Float.Input("prior_guidance", default=0.0, min=0.0, max=20.0, step=0.1,
                                tooltip="Prior guidance: 0 = the original (none); above 1 = our zero-embedding CFG."),
                 _pose_convention_input(),
-                io.Float.Input("refine_strength", default=1.0, min=0.05, max=1.0, step=0.05, tooltip=STRENGTH_TIP),
-                io.Float.Input("guidance_rescale", default=0.0, min=0.0, max=2.0, step=0.05, tooltip=GUIDANCE_RESCALE_TIP),
+                _strength_input("refine_strength"),
+                _rescale_input(),
                 io.Int.Input("resolution", default=512, min=128, max=1024, step=64, tooltip=SIZE_TIP),
             ],
             outputs=[
@@ -234,7 +230,7 @@ class PcdmThreeStage(io.ComfyNode):
 
     @classmethod
     def execute(cls, prior, clip_vision, pcdm_model, refiner, dinov2, vae, source_image, source_pose, target_pose,
-                seed: int = 0, steps: int = 20, guidance: float = 2.0, scheduler: str = "unipc", fit: str = "pad",
+                steps: int = 20, guidance: float = 2.0, scheduler: str = "unipc", seed: int = 0, fit: str = "pad",
                 prior_steps: int = 20, prior_guidance: float = 0.0, pose_convention: str = "fraction",
                 refine_strength: float = 1.0, guidance_rescale: float = 0.0, resolution: int = 512) -> io.NodeOutput:
         embeds = run_prior(prior, clip_vision, source_image, source_pose, target_pose, prior_steps, prior_guidance,

@@ -88,7 +88,7 @@ def _pose(frames, seed=0, canvas=True):
 
 
 PRIOR_ARGS = dict(steps=3, guidance=0.0, seed=4, pose_convention="fraction")
-REFINE_ARGS = dict(seed=4, steps=2, guidance=2.0, guidance_rescale=0.0, strength=1.0, scheduler="unipc", fit="pad",
+REFINE_ARGS = dict(steps=2, guidance=2.0, scheduler="unipc", seed=4, fit="pad", guidance_rescale=0.0, strength=1.0,
                    size=TINY_SIZE)
 
 
@@ -106,9 +106,9 @@ def test_widget_order_is_frozen():
     def widgets(node):
         return [i.id for i in node.define_schema().inputs if getattr(i, "is_widget", False)]
     assert widgets(pcdm_chain.PcdmPrior) == ["steps", "guidance", "seed", "pose_convention"]
-    assert widgets(pcdm_chain.PcdmRefine) == ["seed", "steps", "guidance", "guidance_rescale", "strength",
-                                               "scheduler", "fit", "size"]
-    assert widgets(pcdm_chain.PcdmThreeStage) == ["seed", "steps", "guidance", "scheduler", "fit", "prior_steps",
+    assert widgets(pcdm_chain.PcdmRefine) == ["steps", "guidance", "scheduler", "seed", "fit", "guidance_rescale",
+                                               "strength", "size"]
+    assert widgets(pcdm_chain.PcdmThreeStage) == ["steps", "guidance", "scheduler", "seed", "fit", "prior_steps",
                                                    "prior_guidance", "pose_convention", "refine_strength",
                                                    "guidance_rescale", "resolution"]
     assert pcdm_chain.PcdmPrior.define_schema().outputs[0].io_type == "PT_PCDM_EMBEDDING"
@@ -194,3 +194,31 @@ def test_three_stages_refuse_the_simplified_model(handles, simplified_file, monk
         pcdm_chain.PcdmThreeStage.execute(
             h["prior"], h["clip_vision"], simplified, h["refiner"], h["dinov2"], h["vae"], _image(1), _pose(1),
             _pose(1, 3), steps=1, prior_steps=2, resolution=TINY_SIZE)
+
+
+def test_three_stage_workflow_matches_the_schemas():
+    from pathlib import Path
+
+    from posetransfer.nodes import NODES
+
+    workflow = json.loads((Path(pcdm_chain.__file__).parents[1] / "workflows" / "pcdm_three_stage.json").read_text())
+    schemas = {node.define_schema().node_id: node.define_schema() for node in NODES}
+    by_id = {node["id"]: node for node in workflow["nodes"]}
+    core = {"LoadImage", "SaveImage", "PreviewImage"}
+    assert {n["type"] for n in workflow["nodes"]} - core <= set(schemas)
+    for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
+        assert by_id[src]["outputs"][src_slot]["type"] == kind and link_id in by_id[src]["outputs"][src_slot]["links"]
+        assert by_id[dst]["inputs"][dst_slot]["type"] == kind and by_id[dst]["inputs"][dst_slot]["link"] == link_id
+    for node in (n for n in workflow["nodes"] if n["type"] in schemas):
+        schema = schemas[node["type"]]
+        widgets = [i for i in schema.inputs if getattr(i, "is_widget", False)]
+        seeds = sum(1 for i in widgets if getattr(i, "control_after_generate", False))  # + "fixed"/"randomize"
+        assert len(node["widgets_values"]) == len(widgets) + seeds, node["type"]
+        sockets = [(i.id, i.io_type) for i in schema.inputs if not getattr(i, "is_widget", False)]
+        assert [(i["name"], i["type"]) for i in node["inputs"]] == sockets, node["type"]
+        assert [o["type"] for o in node["outputs"]] == [o.io_type for o in schema.outputs], node["type"]
+    files = {n["widgets_values"][0] for n in workflow["nodes"] if n["type"].endswith("Loader")}
+    assert {"s1_512.pt", "s2_512.pt", "s3_512.pt", "CLIP-ViT-H-14.safetensors", "dinov2-giant.safetensors",
+            "sd21-base-vae.safetensors"} <= files
+    chain = [n["type"] for n in sorted(workflow["nodes"], key=lambda n: n["order"]) if "PCDM" in n["type"]]
+    assert chain.index("PoseTransferPCDMPrior") < chain.index("PoseTransferPCDMInpaint") < chain.index("PoseTransferPCDMRefine")
