@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -18,6 +18,9 @@ from torch import nn
 from ..checkpoints import CheckpointError, Kind, load_strict, read_checkpoint
 from ..noise import seeded_noise
 from ...pose.keypoints import PoseFrame, select_people
+
+if TYPE_CHECKING:
+    from diffusers.schedulers import UnCLIPScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +157,7 @@ def load_prior(path: str, dtype: torch.dtype = torch.float32) -> PosePriorTransf
     return build_prior(checkpoint.state_dict, checkpoint.config, source=path, dtype=dtype)
 
 
-def make_prior_scheduler():
+def make_prior_scheduler() -> UnCLIPScheduler:
     """The UnCLIP scheduler shipped with kandinsky-2-2-prior, as PCDMs' stage-1 pipeline uses it (PCDMS.md §7)."""
     from diffusers.schedulers import UnCLIPScheduler
 
