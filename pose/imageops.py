@@ -9,29 +9,57 @@ from __future__ import annotations
 import numpy as np
 
 
-def _axis_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Left index, right index and right weight of each output sample along one axis."""
-    pos = (np.arange(dst, dtype=np.float64) + 0.5) * (src / dst) - 0.5
-    left = np.floor(pos)
-    weight = (pos - left).astype(np.float32)
+def _taps(positions: np.ndarray, size: int, zero_border: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """2-tap linear interpolation along one axis at float sample `positions` (pixel-index coordinates):
+    indices and weights of the left and right taps. Border: replicate (resize) or constant 0 (warp)."""
+    left = np.floor(positions)
+    frac = (positions - left).astype(np.float32)
     left = left.astype(np.int64)
-    weight[left < 0] = 0.0  # OpenCV replicates the border sample
-    left = np.clip(left, 0, src - 1)
-    right = np.minimum(left + 1, src - 1)
-    return left, right, weight
+    right = left + 1
+    w_left, w_right = 1.0 - frac, frac
+    if zero_border:
+        w_left = w_left * ((left >= 0) & (left < size))
+        w_right = w_right * ((right >= 0) & (right < size))
+    else:
+        before = left < 0  # OpenCV replicates the first sample
+        w_left, w_right = np.where(before, np.float32(1.0), w_left), np.where(before, np.float32(0.0), w_right)
+    return np.clip(left, 0, size - 1), np.clip(right, 0, size - 1), w_left.astype(np.float32), w_right.astype(np.float32)
+
+
+def _resample(image: np.ndarray, y_taps: tuple, x_taps: tuple) -> np.ndarray:
+    """Separable 2-tap resampling of uint8 (H,W,C) -> float32 (h,w,C); in-place steps keep it light."""
+    y0, y1, wy0, wy1 = y_taps
+    x0, x1, wx0, wx1 = x_taps
+    channels = image.shape[2]
+    rows = image[y0].astype(np.float32)
+    rows *= wy0[:, None, None]
+    rows += image[y1].astype(np.float32) * wy1[:, None, None]
+    flat = rows.reshape(len(y0), -1)
+    # gather whole pixels (all channels) from the flattened rows: one take per tap
+    offsets = np.arange(channels)
+    out = flat[:, (x0[:, None] * channels + offsets).ravel()]
+    out *= np.repeat(wx0, channels)[None]
+    out += flat[:, (x1[:, None] * channels + offsets).ravel()] * np.repeat(wx1, channels)[None]
+    return out.reshape(len(y0), len(x0), channels)
+
+
+def _round_uint8(values: np.ndarray) -> np.ndarray:
+    values += 0.5
+    np.floor(values, out=values)
+    return np.clip(values, 0, 255, out=values).astype(np.uint8)
 
 
 def resize_linear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of uint8 (H,W[,C]) to (height,width[,C]); returns uint8."""
     if image.shape[:2] == (height, width):
         return image.copy()
-    work = image.astype(np.float32)
-    y0, y1, wy = _axis_taps(image.shape[0], height)
-    x0, x1, wx = _axis_taps(image.shape[1], width)
-    extra = (None,) * (image.ndim - 2)
-    rows = work[y0] + (work[y1] - work[y0]) * wy[(slice(None), None, *extra)]
-    out = rows[:, x0] + (rows[:, x1] - rows[:, x0]) * wx[(None, slice(None), *extra)]
-    return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+    src_h, src_w = image.shape[:2]
+    y_pos = (np.arange(height) + 0.5) * (src_h / height) - 0.5  # half-pixel centres, as OpenCV
+    x_pos = (np.arange(width) + 0.5) * (src_w / width) - 0.5
+    planar = image[..., None] if image.ndim == 2 else image
+    out = _resample(planar, _taps(y_pos, src_h, False), _taps(x_pos, src_w, False))
+    out = _round_uint8(out)
+    return out[..., 0] if image.ndim == 2 else out
 
 
 def letterbox(image: np.ndarray, height: int, width: int, fill: int = 114) -> tuple[np.ndarray, float]:
@@ -56,19 +84,12 @@ def affine_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def warp_affine(image: np.ndarray, matrix: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear warp of uint8 (H,W,C) into (height,width,C) float32: output pixel p samples the input at
-    M^-1 p; samples outside the image read 0."""
-    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
-    gx, gy = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    sx = inverse[0, 0] * gx + inverse[0, 1] * gy + inverse[0, 2]
-    sy = inverse[1, 0] * gx + inverse[1, 1] * gy + inverse[1, 2]
-    x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
-    fx, fy = (sx - x0).astype(np.float32)[..., None], (sy - y0).astype(np.float32)[..., None]
+    """Bilinear warp of uint8 (H,W,C) into float32 (height,width,C) for an axis-aligned 2x3 `matrix` (scale and
+    shift, as pose crops are: rotation 0): output pixel p samples the input at M^-1 p; outside reads 0."""
+    if abs(matrix[0, 1]) > 1e-12 or abs(matrix[1, 0]) > 1e-12:
+        raise ValueError("warp_affine handles axis-aligned (rotation-free) matrices only")
+    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))
+    x_pos = inverse[0, 0] * np.arange(width, dtype=np.float64) + inverse[0, 2]
+    y_pos = inverse[1, 1] * np.arange(height, dtype=np.float64) + inverse[1, 2]
     h, w = image.shape[:2]
-    padded = np.zeros((h + 2, w + 2, image.shape[2]), dtype=np.float32)  # a zero ring = constant border
-    padded[1:-1, 1:-1] = image
-    x0c, y0c = np.clip(x0 + 1, 0, w + 1), np.clip(y0 + 1, 0, h + 1)
-    x1c, y1c = np.clip(x0 + 2, 0, w + 1), np.clip(y0 + 2, 0, h + 1)
-    top = padded[y0c, x0c] * (1 - fx) + padded[y0c, x1c] * fx
-    bottom = padded[y1c, x0c] * (1 - fx) + padded[y1c, x1c] * fx
-    return top * (1 - fy) + bottom * fy
+    return _resample(image, _taps(y_pos, h, True), _taps(x_pos, w, True))
