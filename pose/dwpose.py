@@ -87,8 +87,11 @@ class OnnxModel:
         batch = shape[0] if isinstance(shape[0], int) else None
         return cls(session, path, first.name, (shape[2], shape[3]), batch, list(session.get_providers()))
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+    def run(self, batch: np.ndarray, outputs: Sequence[str] | None = None) -> list[np.ndarray]:
+        """Outputs by name when the model has them all (e.g. simcc_x, simcc_y), else in graph order."""
+        names = {o.name for o in self.session.get_outputs()}
+        wanted = list(outputs) if outputs and set(outputs) <= names else None
+        return self.session.run(wanted, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
 
 
 @dataclass
@@ -132,7 +135,7 @@ class DWPose:
             count = len(chunk)
             if self.pose.batch is not None and count < step:  # fixed batch > 1: pad with zeros, drop after
                 chunk = np.concatenate([chunk, np.zeros((step - count, *chunk.shape[1:]), np.float32)])
-            simcc_x, simcc_y = self.pose.run(chunk)[:2]
+            simcc_x, simcc_y = self.pose.run(chunk, ("simcc_x", "simcc_y"))[:2]
             xs.append(simcc_x[:count])
             ys.append(simcc_y[:count])
         locs, scores = decode_simcc(np.concatenate(xs), np.concatenate(ys))

@@ -66,7 +66,8 @@ def letterbox(image: np.ndarray, height: int, width: int, fill: int = 114) -> tu
     """YOLOX input: scale by r = min(height/h, width/w) to (int(h*r), int(w*r)) and paste at the TOP-LEFT of a
     `fill` canvas (so boxes map back by dividing by r, no offset). uint8 (H,W,3) -> (uint8 canvas, r)."""
     ratio = min(height / image.shape[0], width / image.shape[1])
-    new_h, new_w = int(image.shape[0] * ratio), int(image.shape[1] * ratio)
+    # at least one pixel: a 1 x 5000 strip would otherwise vanish (OpenCV would refuse it)
+    new_h, new_w = max(1, int(image.shape[0] * ratio)), max(1, int(image.shape[1] * ratio))
     canvas = np.full((height, width, image.shape[2]), fill, dtype=np.uint8)
     canvas[:new_h, :new_w] = resize_linear(image, new_h, new_w)
     return canvas, ratio

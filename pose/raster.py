@@ -126,7 +126,12 @@ def draw_line(canvas: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], colo
     if thickness <= 1:
         _thin_line(canvas, p0, p1, col)
         return
-    _thick_line(canvas, p0, p1, col, thickness)
+    # OpenCV first clips the line to the canvas grown by `thickness` on every side (found by comparison
+    # with cv2 5.0: far-away end points would otherwise tilt the polygon's rounded edges differently).
+    a, b = [p0[0] + thickness, p0[1] + thickness], [p1[0] + thickness, p1[1] + thickness]
+    height, width = canvas.shape[:2]
+    if _clip_line(width + 2 * thickness, height + 2 * thickness, a, b):
+        _thick_line(canvas, (a[0] - thickness, a[1] - thickness), (b[0] - thickness, b[1] - thickness), col, thickness)
 
 
 def _thick_line(canvas: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], col: np.ndarray,
@@ -147,11 +152,7 @@ def _thick_line(canvas: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], co
 
 
 def _line_fixed(canvas: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], col: np.ndarray) -> None:
-    """OpenCV's `Line2`: an 8-connected line between points on the 1/65536 pixel grid.
-
-    Exact inside the canvas; where a thick line leaves the canvas OpenCV 5 clips slightly differently
-    (single pixels on the border row/column may differ).
-    """
+    """The 8-connected outline OpenCV's polygon fill draws between points on the 1/65536 pixel grid."""
     a, b = list(p0), list(p1)
     if not _clip_line(canvas.shape[1] << XY_SHIFT, canvas.shape[0] << XY_SHIFT, a, b):
         return

@@ -122,3 +122,11 @@ def test_bad_model_and_provider_errors(models, tmp_path):
     broken.write_bytes(b"not onnx")
     with pytest.raises(RuntimeError, match="broken.onnx"):
         load_dwpose(str(broken))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 3, 3), (1, 900, 3), (900, 1, 3)])
+def test_tiny_and_extreme_images_run(models, shape):
+    dw = load_dwpose(models["pose1"], models["det"])
+    frame = dw(np.zeros(shape, np.uint8))
+    assert (frame.height, frame.width) == shape[:2]
+    assert all(np.isfinite(p.body).all() for p in frame.people)

@@ -101,3 +101,26 @@ def test_against_opencv_when_installed():
     points = rng.uniform(0, 255, (18, 2))
     points[[3, 9]] = -1
     np.testing.assert_array_equal(scfm_pose_map(points), scfm_map(cv2, points))
+
+
+def test_primitives_match_opencv_including_off_canvas():
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(7)
+    for _ in range(150):
+        p = tuple(int(v) for v in rng.integers(-20, 60, 2))
+        q = tuple(int(v) for v in rng.integers(-20, 60, 2))
+        for thickness in (1, 2):
+            ours, theirs = np.zeros((40, 48, 3), np.uint8), np.zeros((40, 48, 3), np.uint8)
+            raster.draw_line(ours, p, q, (12, 200, 255), thickness)
+            cv2.line(theirs, p, q, (12, 200, 255), thickness=thickness)
+            np.testing.assert_array_equal(ours, theirs, err_msg=f"line {p}->{q} thickness {thickness}")
+        axes, angle = (int(rng.integers(0, 30)), int(rng.integers(0, 6))), int(rng.integers(-180, 360))
+        poly = cv2.ellipse2Poly(p, axes, angle, 0, 360, 1)
+        np.testing.assert_array_equal(raster.ellipse_poly(p, axes, angle), poly)
+        ours, theirs = np.zeros((40, 48, 3), np.uint8), np.zeros((40, 48, 3), np.uint8)
+        raster.fill_convex_poly(ours, poly, (1, 2, 3))
+        cv2.fillConvexPoly(theirs, poly, (1, 2, 3))
+        radius = int(rng.integers(0, 6))
+        raster.fill_circle(ours, q, radius, (7, 8, 9))
+        cv2.circle(theirs, q, radius, (7, 8, 9), thickness=-1)
+        np.testing.assert_array_equal(ours, theirs, err_msg=f"polygon {p} {axes} {angle}, circle {q} r{radius}")
