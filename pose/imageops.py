@@ -27,20 +27,32 @@ def _taps(positions: np.ndarray, size: int, zero_border: bool) -> tuple[np.ndarr
 
 
 def _resample(image: np.ndarray, y_taps: tuple, x_taps: tuple) -> np.ndarray:
-    """Separable 2-tap resampling of uint8 (H,W,C) -> float32 (h,w,C); in-place steps keep it light."""
+    """Separable 2-tap resampling of uint8 (H,W,C) -> float32 (h,w,C).
+
+    Rows first (row gathers are contiguous copies), then columns gathered as whole pixels through a
+    C-float "void" view, which avoids both a transpose and per-channel fancy indexing.
+    """
     y0, y1, wy0, wy1 = y_taps
     x0, x1, wx0, wx1 = x_taps
-    channels = image.shape[2]
-    rows = image[y0].astype(np.float32)
-    rows *= wy0[:, None, None]
-    rows += image[y1].astype(np.float32) * wy1[:, None, None]
-    flat = rows.reshape(len(y0), -1)
-    # gather whole pixels (all channels) from the flattened rows: one take per tap
-    offsets = np.arange(channels)
-    out = flat[:, (x0[:, None] * channels + offsets).ravel()]
-    out *= np.repeat(wx0, channels)[None]
-    out += flat[:, (x1[:, None] * channels + offsets).ravel()] * np.repeat(wx1, channels)[None]
-    return out.reshape(len(y0), len(x0), channels)
+    height, channels = len(y0), image.shape[2]
+    first, last = int(min(x0.min(), x1.min())), int(max(x0.max(), x1.max()))
+    image, x0, x1 = image[:, first:last + 1], x0 - first, x1 - first  # only the columns a crop reads
+    # 2-D (rows, width*channels) views keep numpy's inner loops long (a trailing axis of 3 is slow)
+    rows = image[y0].reshape(height, -1).astype(np.float32)
+    rows *= wy0[:, None]
+    lower = image[y1].reshape(height, -1).astype(np.float32)
+    lower *= wy1[:, None]
+    rows += lower
+    pixels = rows.view(np.dtype((np.void, 4 * channels)))
+
+    def column(index: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        taps = np.take(pixels, index, axis=1).view(np.float32)
+        taps *= np.repeat(weight, channels)[None]
+        return taps
+
+    out = column(x0, wx0)
+    out += column(x1, wx1)
+    return out.reshape(height, len(x0), channels)
 
 
 def _round_uint8(values: np.ndarray) -> np.ndarray:
