@@ -158,6 +158,14 @@ def broadcast(frames: Sequence[PoseFrame], count: int, what: str = "poses") -> l
     raise ValueError(f"{what}: {len(frames)} frames do not match a batch of {count} images (use 1 frame or {count})")
 
 
+def frames_for_images(value: Any, count: int, width: int, height: int, what: str = "pose") -> list[PoseFrame]:
+    """POSE_KEYPOINT for a batch of `count` images of width x height: parsed (canvas defaults to the image
+    size), a single frame broadcast, and every frame stretched onto the image size when its canvas differs
+    (normalised coordinates are relative to the canvas, so the canvas is the image the pose belongs to)."""
+    frames = broadcast(frames_from_pose_keypoint(value, (width, height)), count, what)
+    return [f if (f.width, f.height) == (width, height) else f.scaled_to(width, height) for f in frames]
+
+
 # ----------------------------------------------------------------------------------------------- files
 def load_openpose_json(path: str | os.PathLike, default_size: tuple[int, int] | None = None) -> list[PoseFrame]:
     """An OpenPose JSON file (one frame dict, or a list of them) -> frames. Errors name the file."""

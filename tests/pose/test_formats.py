@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from posetransfer.pose.formats import (PoseFormatError, broadcast, frames_from_pose_keypoint, load_openpose_json,
-                                       pose_keypoint_from_frames, save_openpose_json)
+from posetransfer.pose.formats import (PoseFormatError, broadcast, frames_for_images, frames_from_pose_keypoint,
+                                       load_openpose_json, pose_keypoint_from_frames, save_openpose_json)
 from posetransfer.pose.keypoints import Person, PoseFrame, people_from_wholebody, select_people
 
 from .fixtures import aux_fixture
@@ -104,3 +104,13 @@ def test_person_selection():
     assert select_people(people, "all") == people
     with pytest.raises(IndexError, match="4 people"):
         select_people(people, "index", 4)
+
+
+def test_frames_for_images_broadcasts_and_rescales():
+    value = [{"people": [{"pose_keypoints_2d": [10.0, 20.0, 1.0] + [0.0] * 51}], "canvas_width": 100,
+              "canvas_height": 50}]
+    frames = frames_for_images(value, 3, 200, 200)
+    assert len(frames) == 3 and (frames[2].width, frames[2].height) == (200, 200)
+    np.testing.assert_array_equal(frames[0].people[0].body[0], [20.0, 80.0, 1.0])
+    with pytest.raises(ValueError, match="target pose: 2 frames"):
+        frames_for_images(value * 2, 3, 200, 200, "target pose")
