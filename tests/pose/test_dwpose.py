@@ -130,3 +130,52 @@ def test_tiny_and_extreme_images_run(models, shape):
     frame = dw(np.zeros(shape, np.uint8))
     assert (frame.height, frame.width) == shape[:2]
     assert all(np.isfinite(p.body).all() for p in frame.people)
+
+
+def test_provider_fallback_is_reported_from_the_session(models, monkeypatch):
+    import onnxruntime
+
+    from posetransfer.pose import dwpose as dwpose_module
+
+    class FallbackSession(onnxruntime.InferenceSession):
+        def __init__(self, path, sess_options=None, providers=None):
+            assert providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            super().__init__(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    class FakeOrt:
+        SessionOptions = onnxruntime.SessionOptions
+        InferenceSession = FallbackSession
+
+        @staticmethod
+        def get_available_providers():
+            return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    monkeypatch.setattr(dwpose_module, "_onnxruntime", lambda: FakeOrt)
+    dw = load_dwpose(models["pose1"], models["det"], provider="auto")
+    assert dw.pose.providers == ["CPUExecutionProvider"]
+    assert all("asked for CUDAExecutionProvider" in line for line in dw.log_lines) and len(dw.log_lines) == 2
+
+
+def test_missing_onnxruntime_names_the_package(monkeypatch):
+    import builtins
+
+    from posetransfer.pose import dwpose as dwpose_module
+
+    real_import = builtins.__import__
+
+    def no_ort(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ort)
+    with pytest.raises(ImportError, match="pip install onnxruntime"):
+        dwpose_module._onnxruntime()
+
+
+def test_float64_inputs_are_cast_and_outputs_read_by_name(models):
+    dw = load_dwpose(models["pose_dyn"], None)
+    simcc_x, simcc_y = dw.pose.run(np.zeros((2, 3, 384, 288)), ("simcc_x", "simcc_y"))  # float64 in
+    assert simcc_x.shape == (2, 133, 576) and simcc_y.shape == (2, 133, 768)
+    swapped_y, swapped_x = dw.pose.run(np.zeros((1, 3, 384, 288)), ("simcc_y", "simcc_x"))
+    assert swapped_y.shape == (1, 133, 768)
