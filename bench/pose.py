@@ -98,11 +98,14 @@ def pose_standin(path, rng, batch):
 
 
 def _ms(fn, repeat):
+    """Median of `repeat` timed calls in ms (the median resists other processes on a shared machine)."""
     fn()  # warm-up
-    start = time.perf_counter()
+    times = []
     for _ in range(repeat):
+        start = time.perf_counter()
         fn()
-    return (time.perf_counter() - start) / repeat * 1000
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1000
 
 
 def main() -> None:
@@ -128,6 +131,10 @@ def main() -> None:
               f"{'pre+post':>8} | {'detector':>8} {'pose net':>8} | {'total/frame':>11}  (ms)")
         raw = model.detector.run(np.zeros((1, 3, 640, 640), np.float32))[0][0]
         simcc = model.pose.run(np.zeros((1, 3, 384, 288), np.float32))
+        try:  # the peer (comfyui_controlnet_aux) resizes and warps with OpenCV: time those steps when available
+            import cv2
+        except ImportError:
+            cv2 = None
         for size in (512, 1024):
             image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
             box = np.array([size * 0.3, size * 0.1, size * 0.6, size * 0.9])
@@ -151,9 +158,17 @@ def main() -> None:
                 t_det = _ms(lambda: model.detector.run(canvas.transpose(2, 0, 1)[None].astype(np.float32)), repeat)
                 t_pose = _ms(lambda: model.pose.run(np.zeros((1, 3, 384, 288), np.float32)), repeat)
                 batch = [image] * frames
-                t_total = _ms(lambda: model.run_batch(batch), 1 if frames == 16 else 3) / frames
+                t_total = _ms(lambda: model.run_batch(batch), 3) / frames
                 print(f"{size:>6} {frames:>6} | {t_letter:9.2f} {t_post_det:8.2f} {t_crop:6.2f} {t_post_pose:9.2f} "
                       f"{t_letter + t_post_det + t_crop + t_post_pose:8.2f} | {t_det:8.1f} {t_pose:8.1f} | {t_total:11.1f}")
+            if cv2 is not None:
+                r = 640 / size
+                matrix = topdown.crop_matrix(crop, 288, 384)
+                t_cv_letter = _ms(lambda: cv2.resize(image, (int(size * r), int(size * r)), interpolation=cv2.INTER_LINEAR), 10)
+                t_cv_crop = _ms(lambda: (cv2.warpAffine(image, matrix, (288, 384), flags=cv2.INTER_LINEAR)
+                                         - topdown.MEAN) / topdown.STD, 10)
+                print(f"{size:>6}   cv2  | {t_cv_letter:9.2f} {'':>8} {t_cv_crop:6.2f}   (OpenCV resize / warp+normalise, "
+                      "as the peer does them)")
 
 
 if __name__ == "__main__":
