@@ -117,3 +117,23 @@ def test_bad_inputs_are_explained(stage2_parts):
         inpaint(full, vae, dino, _images(0), _images(2), _images(1), _settings())
     with pytest.raises(ValueError, match="simplified"):
         inpaint(simplified, vae, dino, _images(0), _images(2), _images(1), _settings(), target_embeds=torch.zeros(1, 32))
+
+
+def test_one_source_per_pose_batch(stage2_parts):
+    simplified, _, vae, dino = stage2_parts
+    sources, source_poses, targets = _images(0, batch=2), _images(2, batch=2), _images(1, batch=2)
+    both = inpaint(simplified, vae, dino, sources, source_poses, targets, _settings())
+    second = inpaint(simplified, vae, dino, sources[1:], source_poses[1:], targets[1:], _settings(seed=8))
+    torch.testing.assert_close(both.images[1], second.images[0], atol=1e-5, rtol=0)
+    assert (both.canvas[0, :, :, :TINY_SIZE] - both.canvas[1, :, :, :TINY_SIZE]).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precisions_stay_close_to_fp32(stage2_parts, dtype):
+    simplified, _, vae, dino = stage2_parts
+    args = (_images(0), _images(2), _images(1))
+    reference = inpaint(simplified, vae, dino, *args, _settings()).images
+    half = [copy.deepcopy(m).to(dtype) for m in (simplified, vae, dino)]
+    images = inpaint(*half, *args, _settings()).images
+    assert images.dtype == torch.float32 and torch.isfinite(images).all()
+    assert (images - reference).abs().mean() < 0.02
