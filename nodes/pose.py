@@ -122,10 +122,14 @@ class DWPoseExtract(io.ComfyNode):
                 io.Combo.Input("style", options=list(STYLES), default="pcdms", tooltip=STYLE_TOOLTIP),
                 io.Boolean.Input("hands", default=True, tooltip="Keep hand keypoints (null in the output when off)."),
                 io.Boolean.Input("face", default=True, tooltip="Keep face keypoints (null in the output when off)."),
+                io.Boolean.Input("real_scores", default=False,
+                                 tooltip="Write the model's scores as confidences instead of 1.0 (comfyui_controlnet_aux "
+                                         "tools treat confidence below 1.0 as missing, so keep this off for them)."),
             ],
             outputs=[
                 PoseKeypoint.Output(display_name="pose_keypoint",
-                                    tooltip="Absolute pixels of each input image, confidence 1.0 for kept points."),
+                                    tooltip="Absolute pixels of each input image; confidence 1.0 (or the score) for "
+                                            "kept points, 0,0,0 for missing ones, null for absent hands/face."),
                 io.Image.Output(display_name="pose_image", tooltip="The skeletons drawn at the input size."),
             ],
         )
@@ -133,13 +137,13 @@ class DWPoseExtract(io.ComfyNode):
     @classmethod
     def execute(cls, dwpose, image: torch.Tensor, person: str = "all", person_index: int = 0,
                 no_person: str = "empty", style: str = "pcdms", hands: bool = True,
-                face: bool = True) -> io.NodeOutput:
+                face: bool = True, real_scores: bool = False) -> io.NodeOutput:
         images = images_to_uint8(image)
         frames = dwpose.run_batch(images, no_person, progress_callback(len(images)))
         frames = [PoseFrame(f.width, f.height, select_people(f.people, person, person_index)) for f in frames]
         frames = [_without(f, hands, face) for f in frames]
         height, width = images[0].shape[:2]
-        return io.NodeOutput(pose_keypoint_from_frames(frames), render_frames(frames, style, height, width))
+        return io.NodeOutput(pose_keypoint_from_frames(frames, real_scores), render_frames(frames, style, height, width))
 
 
 class RenderPose(io.ComfyNode):

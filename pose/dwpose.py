@@ -146,6 +146,8 @@ class DWPose:
         """One uint8 RGB (H,W,3) image -> `PoseFrame` (pixels of that image)."""
         if no_person not in NO_PERSON_MODES:
             raise ValueError(f"no_person must be one of {NO_PERSON_MODES}, got {no_person!r}")
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8 or 0 in image_rgb.shape:
+            raise ValueError(f"DWPose expects a uint8 RGB image (H,W,3), got {image_rgb.dtype} {image_rgb.shape}")
         height, width = image_rgb.shape[:2]
         boxes = self.detect_boxes(image_rgb)
         if len(boxes) == 0:

@@ -74,6 +74,10 @@ def test_extract_batch_with_person_selection(models_env):
     assert leftmost[0]["people"] == [keypoints[0]["people"][0]]
     no_face = pose_nodes.DWPoseExtract.execute(dwpose, image[:1], "all", 0, "empty", "pcdms", True, False).result[0]
     assert no_face[0]["people"][0]["face_keypoints_2d"] is None
+    scored = pose_nodes.DWPoseExtract.execute(dwpose, image[:1], "all", 0, "empty", "pcdms", True, True, True).result[0]
+    confidences = scored[0]["people"][0]["pose_keypoints_2d"][2::3]
+    kept = [c for c in confidences if c > 0]
+    assert min(kept) >= 0.3 and any(c < 1.0 for c in kept) and confidences[1] == 1.0  # the neck score is binary
 
 
 def test_loader_names_searched_folders(models_env):

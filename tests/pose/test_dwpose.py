@@ -179,3 +179,11 @@ def test_float64_inputs_are_cast_and_outputs_read_by_name(models):
     assert simcc_x.shape == (2, 133, 576) and simcc_y.shape == (2, 133, 768)
     swapped_y, swapped_x = dw.pose.run(np.zeros((1, 3, 384, 288)), ("simcc_y", "simcc_x"))
     assert swapped_y.shape == (1, 133, 768)
+
+
+def test_wrong_image_layout_is_refused(models):
+    dw = load_dwpose(models["pose1"], models["det"])
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        dw(np.zeros((8, 8, 4), np.uint8))
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        dw(np.zeros((8, 8, 3), np.float32))
