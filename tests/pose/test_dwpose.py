@@ -187,3 +187,17 @@ def test_wrong_image_layout_is_refused(models):
         dw(np.zeros((8, 8, 4), np.uint8))
     with pytest.raises(ValueError, match="uint8 RGB"):
         dw(np.zeros((8, 8, 3), np.float32))
+
+
+def test_256x192_model_input_size_is_read_from_the_session(models, tmp_path):
+    crop_xy, scores, sx, sy = planted_keypoints(seed=4, input_hw=(256, 192))
+    path = pose_model(tmp_path / "dw-ll_ucoco.onnx", sx, sy, batch=1, input_hw=(256, 192))
+    dw = load_dwpose(path, models["det"])
+    assert dw.pose.input_hw == (256, 192)
+    box = dw.detect_boxes(_image())[0].astype(np.float64)
+    points, _ = dw.keypoints(_image(), box[None])
+    x1, y1, x2, y2 = box
+    w, h = (x2 - x1) * 1.25, (y2 - y1) * 1.25
+    scale = np.array([w, w / 0.75]) if w > 0.75 * h else np.array([0.75 * h, h])
+    expected = crop_xy / np.array([192, 256]) * scale + np.array([x1 + x2, y1 + y2]) / 2 - scale / 2
+    np.testing.assert_allclose(points[0], expected, atol=1e-9)
