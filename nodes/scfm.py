@@ -18,8 +18,9 @@ CATEGORY = "PoseTransfer/SCFM"
 SCFM_HINT = ("No SCFM weights were ever published: train with the original repository (zylwithxy/SCFM-guided-DDPM, "
              "checkpoints/<exp>/last.pt) or with `python <pack> scfm-train`, and put the file in models/scfm.")
 NOISE_MODES = ("per item (seed + i)", "single draw (original)")
-# Activation memory of one guided step per item at 256 x 256 in fp32 (bench/scfm.py), scaled by dtype size.
-ACTIVATION_BYTES_PER_ITEM = 700 * 1024 * 1024
+# Activation memory of guided sampling per item at 256 x 256 in fp32, scaled by dtype size (bench/scfm.py on
+# CPU: 0.76 GiB at batch 1, 5.4 GiB at batch 8, over the weights).
+ACTIVATION_BYTES_PER_ITEM = 800 * 1024 * 1024
 
 _FIT_TOOLTIP = ("How the image is put on the model's 256 x 256 square. stretch: resize both axes (how the original's "
                 "DeepFashion data was prepared); pad: keep the aspect with white borders; crop: keep the aspect and cut "

@@ -62,8 +62,20 @@ def fit_source(images: torch.Tensor, size: int, fit_mode: str):
     return to_signed(fit.apply(images, fill=1.0, resize=resize)), fit
 
 
+def _on_image(pose: PoseInput, height: int, width: int) -> PoseInput:
+    """A source pose on the source image's canvas: keypoints of a differently sized canvas are rescaled."""
+    if (pose.height, pose.width) == (height, width):
+        return pose
+    xy = np.asarray(pose.keypoints, dtype=np.float64)
+    missing = (xy < 0).any(axis=1, keepdims=True)
+    return PoseInput(np.where(missing, -1.0, xy * np.array([width / pose.width, height / pose.height])), height, width)
+
+
 def check_batches(images: torch.Tensor, source_poses: Sequence[PoseInput], target_poses: Sequence[PoseInput]):
-    """Broadcast batch-1 inputs; anything else must match. Returns (images, source poses, target poses)."""
+    """Broadcast batch-1 inputs; anything else must match. Returns (images, source poses, target poses).
+
+    Source poses are put on their image's canvas (rescaled if they were extracted at another size).
+    """
     sizes = {"source image": images.shape[0], "source pose": len(source_poses), "target pose": len(target_poses)}
     batch = max(sizes.values())
     wrong = {name: n for name, n in sizes.items() if n not in (1, batch)}
@@ -71,6 +83,7 @@ def check_batches(images: torch.Tensor, source_poses: Sequence[PoseInput], targe
         raise ValueError(f"Batch sizes do not match: {sizes}. Each input needs either 1 item (used for all) or {batch}.")
     images = images.expand(batch, -1, -1, -1) if images.shape[0] == 1 else images
     source_poses = list(source_poses) * batch if len(source_poses) == 1 else list(source_poses)
+    source_poses = [_on_image(pose, images.shape[-2], images.shape[-1]) for pose in source_poses]
     target_poses = list(target_poses) * batch if len(target_poses) == 1 else list(target_poses)
     return images, source_poses, target_poses
 
