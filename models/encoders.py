@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .checkpoints import CheckpointError, Kind, load_strict, read_checkpoint
 from .images import pil_resize
+from .pcdm.loading import build_uninitialised
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor defaults (OpenAI CLIP statistics)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -102,10 +103,11 @@ def build_dinov2(state_dict: Mapping[str, torch.Tensor], overrides: Mapping[str,
     from transformers import Dinov2Model
 
     state_dict = convert_dinov2_keys(state_dict)
-    # `mask_token` only serves masked pre-training; some exports drop it.
-    model = Dinov2Model(dinov2_config(state_dict, overrides)).eval()
+    config = dinov2_config(state_dict, overrides)
+    model = build_uninitialised(lambda: Dinov2Model(config)).eval()
     if "embeddings.mask_token" not in state_dict:
-        state_dict = {**state_dict, "embeddings.mask_token": model.embeddings.mask_token.detach().clone()}
+        # only masked pre-training uses it and some exports drop it: zeros, never uninitialised memory
+        state_dict = {**state_dict, "embeddings.mask_token": torch.zeros_like(model.embeddings.mask_token)}
     load_strict(model, state_dict, source=source)
     return model
 
@@ -174,7 +176,8 @@ def build_clip_vision(state_dict: Mapping[str, torch.Tensor], overrides: Mapping
         num_channels=int(patch.shape[1]), hidden_act="gelu",  # OpenCLIP ViT-H/bigG; OpenAI towers override to quick_gelu
     )
     kwargs.update({k: v for k, v in (overrides or {}).items() if k in kwargs or k == "layer_norm_eps"})
-    model = CLIPVisionModelWithProjection(CLIPVisionConfig(**kwargs)).eval()
+    config = CLIPVisionConfig(**kwargs)
+    model = build_uninitialised(lambda: CLIPVisionModelWithProjection(config)).eval()
     load_strict(model, state_dict, source=source)
     return model
 

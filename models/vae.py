@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import torch
 
 from .checkpoints import Kind, load_strict, read_checkpoint
+from .pcdm.loading import build_uninitialised
 
 SD_LATENT_SCALE = 0.18215  # SD1/2 VAE scaling factor, hard-coded in the PCDMs demo
 _VAE_NORM_GROUPS = 32
@@ -75,7 +76,8 @@ def build_vae(state_dict: Mapping[str, torch.Tensor], overrides: Mapping[str, An
     from diffusers import AutoencoderKL
 
     state_dict = convert_vae_keys(state_dict)
-    model = AutoencoderKL(**vae_config(state_dict, overrides)).eval()
+    config = vae_config(state_dict, overrides)
+    model = build_uninitialised(lambda: AutoencoderKL(**config)).eval()
     load_strict(model, state_dict, source=source)
     return model
 

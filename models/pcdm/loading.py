@@ -1,7 +1,7 @@
 """Build a PCDMs stage-2 model (simplified release or the paper's full stage 2) from its original file."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import torch
 from torch import nn
@@ -9,6 +9,8 @@ from torch import nn
 from ..checkpoints import Checkpoint, CheckpointError, Kind, load_strict, read_checkpoint, split_prefixes
 from .heads import ImageProjection, build_pose_proj
 from .unet import build_pose_unet
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 STAGE2_KINDS = (Kind.PCDM_SIMPLIFIED, Kind.PCDM_STAGE2)
 # The simplified release names its appearance head `image_proj_model`; the paper's stages use `image_proj_model_p`.
@@ -42,6 +44,18 @@ class PcdmStage2(nn.Module):
         return next(self.parameters()).device
 
 
+def build_uninitialised(factory: Callable[[], ModuleT]) -> ModuleT:
+    """`factory()` on CPU without its random initialisation (seconds for the full-size UNet or DINOv2-giant).
+
+    Only for modules whose every tensor is then overwritten by strict loading: a module with buffers is built
+    normally, since non-persistent buffers are not in checkpoints and would stay uninitialised."""
+    with torch.device("meta"):
+        module = factory()
+    if any(True for _ in module.buffers()):
+        return factory()
+    return module.to_empty(device="cpu")
+
+
 def unet_overrides(config: Mapping[str, Any] | None) -> dict[str, Any]:
     """The UNet part of a side config: either a diffusers UNet config or `{"unet": {...}}`."""
     if not config:
@@ -55,9 +69,9 @@ def build_stage2(checkpoint: Checkpoint) -> PcdmStage2:
         raise CheckpointError(f"{checkpoint.path}: expected a PCDMs stage-2 checkpoint, found {checkpoint.kind.value}")
     image_prefix = _IMAGE_PROJ_PREFIX[checkpoint.kind]
     parts = split_prefixes(checkpoint.state_dict, ["unet.", "pose_proj.", image_prefix])
-    unet = build_pose_unet(parts["unet."], unet_overrides(checkpoint.config))
-    pose_proj = build_pose_proj(parts["pose_proj."])
-    image_proj = ImageProjection.from_state_dict(parts[image_prefix])
+    unet = build_uninitialised(lambda: build_pose_unet(parts["unet."], unet_overrides(checkpoint.config)))
+    pose_proj = build_uninitialised(lambda: build_pose_proj(parts["pose_proj."]))
+    image_proj = build_uninitialised(lambda: ImageProjection.from_state_dict(parts[image_prefix]))
     source = checkpoint.path
     load_strict(unet.unet, parts["unet."], source=f"{source} (unet.)")
     load_strict(pose_proj, parts["pose_proj."], source=f"{source} (pose_proj.)")

@@ -124,3 +124,12 @@ def test_clip_vision_embeds(tmp_path):
 def test_key_conversion_is_idempotent_on_new_names():
     sd = tiny_dinov2().state_dict()
     assert convert_dinov2_keys(sd).keys() == sd.keys()
+
+
+def test_export_without_mask_token_loads():
+    reference = tiny_dinov2()
+    sd = {k: v for k, v in reference.state_dict().items() if k != "embeddings.mask_token"}
+    model = build_dinov2(sd, {"num_attention_heads": 2})
+    assert model.embeddings.mask_token.eq(0).all()
+    images = _uint8_images(1, 32, 32)
+    torch.testing.assert_close(encode_dino(model, images), encode_dino(reference, images))
