@@ -127,6 +127,8 @@ def main() -> None:
             for m in (model.pose, model.detector):
                 m.session = ort.InferenceSession(m.path, sess_options=options, providers=["CPUExecutionProvider"])
         print(f"providers: pose {model.pose.providers}, detector {model.detector.providers}")
+        print("columns: pre/post steps in numpy; total/frame = DWPose end to end (letterbox resize by OpenCV when "
+              "installed, else numpy)")
         print(f"{'size':>6} {'frames':>6} | {'letterbox':>9} {'det post':>8} {'crop':>6} {'pose post':>9} "
               f"{'pre+post':>8} | {'detector':>8} {'pose net':>8} | {'total/frame':>11}  (ms)")
         raw = model.detector.run(np.zeros((1, 3, 640, 640), np.float32))[0][0]
@@ -151,7 +153,7 @@ def main() -> None:
 
             for frames in (1, 16):
                 repeat = 3 if frames == 16 else 10
-                t_letter = _ms(lambda: imageops.letterbox(image, 640, 640), repeat)
+                t_letter = _ms(lambda: imageops.letterbox(image, 640, 640, use_opencv=False), repeat)
                 t_post_det = _ms(post_detect, repeat)
                 t_crop = _ms(lambda: topdown.crop_input(image, crop, 288, 384), repeat)
                 t_post_pose = _ms(post_pose, repeat)

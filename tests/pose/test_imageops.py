@@ -15,11 +15,19 @@ def test_resize_matches_linear_formula():
     assert double[0, -1] == 190
 
 
-def test_letterbox_pastes_top_left():
+@pytest.mark.parametrize("use_opencv", [False, True])
+def test_letterbox_pastes_top_left(use_opencv):
     image = np.full((100, 200, 3), 7, np.uint8)
-    canvas, ratio = letterbox(image, 64, 64)
+    canvas, ratio = letterbox(image, 64, 64, use_opencv=use_opencv)
     assert ratio == pytest.approx(0.32) and canvas.shape == (64, 64, 3)
     assert np.all(canvas[:32] == 7) and np.all(canvas[32:] == 114)
+
+
+def test_letterbox_paths_agree_within_one_level():
+    image = np.random.default_rng(2).integers(0, 256, (300, 410, 3), dtype=np.uint8)
+    ours = letterbox(image, 640, 640, use_opencv=False)[0].astype(int)
+    either = letterbox(image, 640, 640)[0].astype(int)  # OpenCV's resize where installed
+    assert np.abs(ours - either).max() <= 1
 
 
 def test_warp_is_exact_for_integer_shift_and_zero_outside():
