@@ -37,7 +37,8 @@ def test_schema_ids_and_tooltips(node):
 
 def test_inpaint_widget_order_is_frozen():
     widgets = [i.id for i in pcdm.PCDMInpaint.define_schema().inputs if getattr(i, "is_widget", False)]
-    assert widgets == ["steps", "guidance", "scheduler", "seed", "fit", "resolution", "batch_chunk"]
+    assert widgets == ["steps", "guidance", "scheduler", "seed", "fit", "resolution", "batch_chunk",
+                       "sequential_guidance"]
 
 
 def _load(models_dir):
@@ -76,7 +77,7 @@ def test_inpaint_node_batch_of_poses(models_dir):
     image, canvas = _run(models)
     assert image.shape == (3, 80, 60, 3) and canvas.shape == (3, TINY_SIZE, 2 * TINY_SIZE, 3)
     assert image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
-    again, _ = _run(models, batch_chunk=3)
+    again, _ = _run(models, batch_chunk=3, sequential_guidance=True)
     torch.testing.assert_close(again, image, atol=1e-5, rtol=0)
 
 
