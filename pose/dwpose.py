@@ -125,6 +125,8 @@ class DWPose:
     def keypoints(self, image_rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (N,4) -> COCO-WholeBody keypoints (N,133,2) in image pixels and scores (N,133)."""
         input_h, input_w = self.pose.input_hw
+        if len(boxes) == 0:
+            return np.zeros((0, 133, 2)), np.zeros((0, 133), dtype=np.float32)
         crops = [crop_for_box(box, input_w, input_h) for box in boxes]
         inputs = np.stack([crop_input(image_rgb, c, input_w, input_h) for c in crops])
         # A static batch-1 model (the published ONNX file) rejects stacked crops: loop one crop per call.

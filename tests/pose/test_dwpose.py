@@ -100,6 +100,8 @@ def test_zero_detections_modes(models):
 def test_no_detector_uses_whole_image(models):
     dw = load_dwpose(models["pose1"], None)
     assert len(dw(_image()).people) == 1
+    points, scores = dw.keypoints(_image(), np.zeros((0, 4)))
+    assert points.shape == (0, 133, 2) and scores.shape == (0, 133)
 
 
 def test_batch_progress_ticks_and_interrupts(models):
