@@ -79,7 +79,8 @@ def test_full_model_conventions(stage2_parts):
     tokens, labels = kw["encoder_hidden_states"], kw["class_labels"]
     assert tokens.shape[1] == 1 + (224 // 14) ** 2 + 1  # DINO tokens + the target embedding
     assert tokens[0].eq(0).all() and labels[0].eq(0).all()  # literal zeros for the uncond half
-    torch.testing.assert_close(tokens[1, -1], embed[0]) and torch.testing.assert_close(labels[1], embed[0])
+    torch.testing.assert_close(tokens[1, -1], embed[0])  # the target embedding is the last cond token ...
+    torch.testing.assert_close(labels[1], embed[0])  # ... and the cond class label
 
 
 def test_deterministic_and_independent_of_batch_and_chunks(stage2_parts):

@@ -65,7 +65,7 @@ def test_missing_weight_is_named(tmp_path):
         load_pcdm_checkpoint(str(path))
 
 
-def test_wrong_head_config_is_reported_not_silently_loaded(tmp_path):
+def test_without_side_config_the_sd21_defaults_apply(tmp_path):
     path = tmp_path / "nocfg.pt"
     torch.save({"module": stage2_state_dict(full=False)}, path)
     # without the side config the SD2.1 defaults (32 groups on 32 channels, 64-wide heads) still build, and
