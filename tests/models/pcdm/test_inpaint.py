@@ -1,6 +1,8 @@
 """Stage-2 pipeline: the original's conventions checked explicitly, determinism, batches, errors."""
 import copy
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,6 +12,9 @@ from posetransfer.models.pcdm.inpaint import InpaintSettings, canvas_mask, inpai
 from posetransfer.models.vae import encode_latents
 
 from .conftest import TINY_SIZE
+
+# Reference data beside the checkout (never copied into the repository); absent on CI.
+DEMO_POSE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "pcdms_demo_poses" / "pose1.png"
 
 
 class Spy(torch.nn.Module):
@@ -138,3 +143,18 @@ def test_half_precisions_stay_close_to_fp32(stage2_parts, dtype):
     images = inpaint(*half, *args, _settings()).images
     assert images.dtype == torch.float32 and torch.isfinite(images).all()
     assert (images - reference).abs().mean() < 0.02
+
+
+@pytest.mark.skipif(not DEMO_POSE.is_file(), reason="PCDMs demo pose (reference data) not present")
+def test_demo_pose_reaches_pose_proj_as_the_demo_resized_it(stage2_parts):
+    from PIL import Image
+
+    simplified, _, vae, dino = stage2_parts
+    with Image.open(DEMO_POSE) as image:
+        pose = torch.from_numpy(np.array(image.convert("RGB"))).movedim(-1, 0)[None] / 255.0
+        expected = np.array(image.convert("RGB").resize((TINY_SIZE, TINY_SIZE), Image.BICUBIC))
+    model = _spied(simplified)
+    inpaint(model, vae, dino, _images(0), _images(2), pose, _settings(steps=1))
+    (canvas,), _ = model.pose_proj.calls[0]
+    expected = torch.from_numpy(expected).movedim(-1, 0).float() / 255.0 * 2 - 1
+    torch.testing.assert_close(canvas[0, :, :, TINY_SIZE:], expected, atol=1e-6, rtol=0)
