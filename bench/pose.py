@@ -153,7 +153,7 @@ def main() -> None:
 
             for frames in (1, 16):
                 repeat = 3 if frames == 16 else 10
-                t_letter = _ms(lambda: imageops.letterbox(image, 640, 640, use_opencv=False), repeat)
+                t_letter = _ms(lambda: imageops.letterbox(image, 640, 640), repeat)
                 t_post_det = _ms(post_detect, repeat)
                 t_crop = _ms(lambda: topdown.crop_input(image, crop, 288, 384), repeat)
                 t_post_pose = _ms(post_pose, repeat)

@@ -7,9 +7,9 @@ import os
 import sys
 
 from ..models.checkpoints import CheckpointError
-from . import convert
+from . import convert, pcdm, pose, scfm
 
-FAMILIES = (convert,)
+FAMILIES = (convert, pose, pcdm, scfm)
 
 
 def build_parser() -> argparse.ArgumentParser:

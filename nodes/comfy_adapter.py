@@ -120,6 +120,16 @@ def resolve_model_file(folder: str, name: str, *, hint: str = "") -> str:
     return full
 
 
+def output_directory() -> str:
+    """ComfyUI's output folder (./output without ComfyUI)."""
+    return folder_paths.get_output_directory() if COMFY_AVAILABLE else os.path.join(os.getcwd(), "output")
+
+
+def input_directory() -> str:
+    """ComfyUI's input folder (./input without ComfyUI)."""
+    return folder_paths.get_input_directory() if COMFY_AVAILABLE else os.path.join(os.getcwd(), "input")
+
+
 # ----------------------------------------------------------------------------------------- devices
 def torch_device() -> torch.device:
     return model_management.get_torch_device() if COMFY_AVAILABLE else torch.device("cpu")
@@ -204,8 +214,23 @@ def wrap_model(module: torch.nn.Module, load_device: torch.device | None = None,
     module = module.to(offload).eval()
     if not COMFY_AVAILABLE:
         return ModelHandle(module, load_device, offload)
+    _allow_device_assignment(module)
     patcher_cls = getattr(model_patcher, "CoreModelPatcher", model_patcher.ModelPatcher)
     return patcher_cls(module, load_device=load_device, offload_device=offload)
+
+
+def _allow_device_assignment(module: torch.nn.Module) -> None:
+    """Let ComfyUI's patcher assign `module.device` on modules whose class makes it a read-only property.
+
+    transformers and diffusers models compute `device` from their parameters; the patcher records the load
+    device by assigning it and fails on them. This instance (only) gets a subclass whose property keeps the
+    computed getter and accepts, and ignores, the assignment: the parameters' device stays the truth.
+    """
+    cls = type(module)
+    device = getattr(cls, "device", None)
+    if isinstance(device, property) and device.fset is None:
+        module.__class__ = type(cls.__name__, (cls,), {"device": property(device.fget, lambda self, value: None),
+                                                       "__module__": cls.__module__})
 
 
 def load_models(handles: Sequence[Any], memory_required: int = 0) -> None:

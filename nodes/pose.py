@@ -16,7 +16,8 @@ from ..pose.dwpose import CHANNEL_ORDERS, NO_PERSON_MODES, PROVIDER_CHOICES, loa
 from ..pose.formats import frames_from_pose_keypoint, load_openpose_json, pose_keypoint_from_frames, save_openpose_json
 from ..pose.keypoints import SELECTIONS, Person, PoseFrame, select_people
 from ..pose.render import STYLES, render_controlnet_aux, render_pcdms
-from .comfy_adapter import io, make_schema, model_file_list, progress_callback, resolve_model_file, to_output
+from .comfy_adapter import (input_directory, io, make_schema, model_file_list, output_directory, progress_callback,
+                            resolve_model_file, to_output)
 
 DWPoseModel = io.Custom("PT_DWPOSE")
 PoseKeypoint = io.Custom("POSE_KEYPOINT")
@@ -220,8 +221,8 @@ class LoadOpenPoseJSON(io.ComfyNode):
             description="Reads an OpenPose JSON file (one frame, or a list of frames) as POSE_KEYPOINT.",
             search_aliases=["openpose json", "load pose", "pose keypoint"],
             inputs=[
-                io.String.Input("path", default="", tooltip="Path of the .json file (absolute, or relative to the "
-                                                            "folder ComfyUI was started from)."),
+                io.String.Input("path", default="", tooltip="Path of the .json file: absolute, or relative to "
+                                                            "ComfyUI's input folder."),
                 io.Int.Input("canvas_width", default=512, min=1, max=16384,
                              tooltip="Canvas width for files that don't state one."),
                 io.Int.Input("canvas_height", default=512, min=1, max=16384,
@@ -233,14 +234,20 @@ class LoadOpenPoseJSON(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, path: str, **_) -> tuple:
         # Reload when the file changes, not only when the path does.
-        return (path, os.path.getmtime(path)) if path and os.path.isfile(path) else (path,)
+        full = _input_path(path)
+        return (full, os.path.getmtime(full)) if os.path.isfile(full) else (full,)
 
     @classmethod
     def execute(cls, path: str, canvas_width: int = 512, canvas_height: int = 512) -> io.NodeOutput:
-        if not path or not os.path.isfile(path):
-            raise FileNotFoundError(f"OpenPose JSON file not found: '{path}' (working folder: {os.getcwd()})")
-        frames = load_openpose_json(path, (canvas_width, canvas_height))
+        full = _input_path(path)
+        if not path or not os.path.isfile(full):
+            raise FileNotFoundError(f"OpenPose JSON file not found: '{path}' (looked for {full})")
+        frames = load_openpose_json(full, (canvas_width, canvas_height))
         return io.NodeOutput(pose_keypoint_from_frames(frames, real_scores=True))
+
+
+def _input_path(path: str) -> str:
+    return path if os.path.isabs(path) else os.path.join(input_directory(), path)
 
 
 class SaveOpenPoseJSON(io.ComfyNode):
@@ -269,7 +276,7 @@ class SaveOpenPoseJSON(io.ComfyNode):
         frames = frames_from_pose_keypoint(pose_keypoint)
         if os.path.isabs(filename_prefix) or ".." in filename_prefix.replace("\\", "/").split("/"):
             raise ValueError(f"filename_prefix must stay inside the output folder, got '{filename_prefix}'")
-        base = os.path.join(os.getcwd(), "output", filename_prefix)
+        base = os.path.join(output_directory(), filename_prefix)
         counter = 1
         while os.path.exists(f"{base}_{counter:05d}.json"):
             counter += 1
