@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import textwrap
 
 import numpy as np
 import torch
@@ -64,7 +65,7 @@ def find_model_files(args: argparse.Namespace, extract_source_pose: bool) -> dic
         try:
             found[name] = resolve_model_file(folder, getattr(args, name))
         except FileNotFoundError as err:
-            missing.append(f"- {getattr(args, name)} ({name}); get it from {source}.\n  {err}".replace("\n", "\n  "))
+            missing.append(f"- {getattr(args, name)} ({name}); get it from {source}\n" + textwrap.indent(str(err), "    "))
     if missing:
         raise FileNotFoundError("missing model files:\n" + "\n".join(missing))
     return found
