@@ -54,3 +54,17 @@ def test_entrypoint_lists_prefixed_nodes():
         schema = node.define_schema()
         assert schema.node_id.startswith("PoseTransfer")
         assert schema.category.startswith("PoseTransfer")
+
+
+def test_patcher_can_assign_device_on_modules_with_a_read_only_device_property():
+    from transformers import Dinov2Config, Dinov2Model
+
+    model = Dinov2Model(Dinov2Config(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, image_size=28))
+    with pytest.raises(AttributeError):
+        model.device = torch.device("meta")
+    adapter._allow_device_assignment(model)
+    model.device = torch.device("meta")  # what ComfyUI's ModelPatcher.load does
+    assert isinstance(model, Dinov2Model) and model.device == torch.device("cpu")
+    plain = torch.nn.Linear(1, 1)
+    adapter._allow_device_assignment(plain)
+    assert type(plain) is torch.nn.Linear
