@@ -78,3 +78,12 @@ def test_missing_files_are_all_listed_with_folder_and_source(tmp_path, monkeypat
                          ("yolox_l.onnx", "dwpose")):
         assert name in message and str(tmp_path / "empty" / folder) in message
     assert "tencent-ailab/PCDMs" in message and "facebook/dinov2-giant" in message and "yzd-v/DWPose" in message
+
+
+def test_wired_into_the_pack_command_line(tmp_path, capsys, monkeypatch):
+    from posetransfer.cli import main
+
+    monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(tmp_path))  # main() sets it from --models-dir; restored after
+
+    code = main(["--models-dir", str(tmp_path / "none"), "transfer", "a.png", "b.png", "c.png"])
+    assert code == 2 and "PCDMs_ckpt.pt" in capsys.readouterr().err
