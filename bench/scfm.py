@@ -3,6 +3,8 @@
 Usage: python bench/scfm.py [--batch 1 8] [--steps 3] [--device cpu|cuda] [--dtype fp32|fp16|bf16] [--threads N]
 Random full-size weights (256 x 256, 175 M parameters); each configuration runs in a fresh process so the
 peak memory (CPU: max RSS; CUDA: max allocated) belongs to it alone. Prints one line per configuration.
+On CPU the times are process CPU time (robust to other processes on a shared machine; with --threads 1 it
+equals wall time on an idle core); on CUDA, wall time with synchronisation.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ def measure(batch: int, steps: int, device_name: str, dtype_name: str) -> dict:
     from posetransfer.models.scfm.unet import SCFMUNet
 
     device, dtype = torch.device(device_name), getattr(torch, DTYPES[dtype_name])
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     torch.manual_seed(0)
     model = SCFMUNet(SCFMConfig()).eval().to(device=device, dtype=dtype)
     size = model.config.image_size
@@ -54,10 +57,10 @@ def measure(batch: int, steps: int, device_name: str, dtype_name: str) -> dict:
         sampler.sample(model, source, source_pose, target_pose, noise, steps=1)  # warm-up (allocator, kernels)
         _sync(torch, device)
         stamps = []
-        start = time.perf_counter()
+        start = clock()
         sampler.sample(model, source, source_pose, target_pose, noise, steps=steps,
-                       progress=lambda step, total: (_sync(torch, device), stamps.append(time.perf_counter())))
-        total = time.perf_counter() - start
+                       progress=lambda step, total: (_sync(torch, device), stamps.append(clock())))
+        total = clock() - start
         setup = stamps[0] - start - (stamps[1] - stamps[0] if len(stamps) > 1 else 0.0)
         per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1) if len(stamps) > 1 else total
         # Floor: one bare guided forward (conditioned + unguided items in one batch), no sampler around it.
@@ -67,14 +70,15 @@ def measure(batch: int, steps: int, device_name: str, dtype_name: str) -> dict:
         floors = []
         for _ in range(2):
             _sync(torch, device)
-            begin = time.perf_counter()
+            begin = clock()
             model(x, t, condition)
             _sync(torch, device)
-            floors.append(time.perf_counter() - begin)
+            floors.append(clock() - begin)
     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
             else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) * 1024)
     floor = min(floors)
     return {"batch": batch, "steps": steps, "device": device_name, "dtype": dtype_name, "threads": torch.get_num_threads(),
+            "clock": "wall" if device.type == "cuda" else "cpu time",
             "total_s": total, "setup_s": setup, "per_step_s": per_step, "floor_per_step_s": floor,
             "sample_over_floor": (total / (steps * floor)), "peak_bytes": peak}
 
@@ -99,7 +103,7 @@ def main() -> int:
         command = [sys.executable, __file__, "--child", "--batch", str(batch), "--steps", str(args.steps),
                    "--device", args.device, "--dtype", args.dtype, "--threads", str(args.threads)]
         result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-        print(f"SCFM {result['device']} {result['dtype']} batch {batch} ({result['threads']} threads): "
+        print(f"SCFM {result['device']} {result['dtype']} batch {batch} ({result['threads']} threads, {result['clock']}): "
               f"{result['per_step_s']:.3f} s/step, setup {result['setup_s']:.3f} s, {result['steps']} steps "
               f"{result['total_s']:.2f} s total; floor {result['floor_per_step_s']:.3f} s/step "
               f"(sample = {result['sample_over_floor']:.3f} x floor incl. setup); peak "
