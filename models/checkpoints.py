@@ -15,11 +15,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 import torch
 
 from . import restricted_pickle
+
+
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
 
 class Kind(str, Enum):
@@ -246,6 +249,18 @@ def split_prefixes(state_dict: Mapping[str, torch.Tensor], prefixes: Sequence[st
         raise CheckpointError(f"{len(stray)} weights belong to no known part ({', '.join(prefixes)}): "
                               f"{_listing(stray)}")
     return parts
+
+
+def build_uninitialised(factory: Callable[[], ModuleT]) -> ModuleT:
+    """`factory()` on CPU without its random initialisation (seconds for the full-size UNet or DINOv2-giant).
+
+    Only for modules whose every tensor is then overwritten by strict loading: a module with buffers is built
+    normally, since non-persistent buffers are not in checkpoints and would stay uninitialised."""
+    with torch.device("meta"):
+        module = factory()
+    if any(True for _ in module.buffers()):
+        return factory()
+    return module.to_empty(device="cpu")
 
 
 def load_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str = "") -> None:

@@ -14,9 +14,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from .checkpoints import CheckpointError, Kind, load_strict, read_checkpoint
+from .checkpoints import CheckpointError, Kind, build_uninitialised, load_strict, read_checkpoint
 from .images import pil_resize
-from .pcdm.loading import build_uninitialised
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor defaults (OpenAI CLIP statistics)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -10,8 +10,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .checkpoints import Kind, load_strict, read_checkpoint
-from .pcdm.loading import build_uninitialised
+from .checkpoints import Kind, build_uninitialised, load_strict, read_checkpoint
 
 SD_LATENT_SCALE = 0.18215  # SD1/2 VAE scaling factor, hard-coded in the PCDMs demo
 _VAE_NORM_GROUPS = 32

@@ -1,16 +1,16 @@
 """Build a PCDMs stage-2 model (simplified release or the paper's full stage 2) from its original file."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from ..checkpoints import Checkpoint, CheckpointError, Kind, load_strict, read_checkpoint, split_prefixes
+from ..checkpoints import (Checkpoint, CheckpointError, Kind, build_uninitialised, load_strict, read_checkpoint,
+                           split_prefixes)
 from .heads import ImageProjection, build_pose_proj
 from .unet import build_pose_unet
 
-ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 STAGE2_KINDS = (Kind.PCDM_SIMPLIFIED, Kind.PCDM_STAGE2)
 # The simplified release names its appearance head `image_proj_model`; the paper's stages use `image_proj_model_p`.
@@ -42,18 +42,6 @@ class PcdmStage2(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
-
-
-def build_uninitialised(factory: Callable[[], ModuleT]) -> ModuleT:
-    """`factory()` on CPU without its random initialisation (seconds for the full-size UNet or DINOv2-giant).
-
-    Only for modules whose every tensor is then overwritten by strict loading: a module with buffers is built
-    normally, since non-persistent buffers are not in checkpoints and would stay uninitialised."""
-    with torch.device("meta"):
-        module = factory()
-    if any(True for _ in module.buffers()):
-        return factory()
-    return module.to_empty(device="cpu")
 
 
 def unet_overrides(config: Mapping[str, Any] | None) -> dict[str, Any]:
