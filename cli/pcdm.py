@@ -24,12 +24,12 @@ log = logging.getLogger(__name__)
 MODEL_FILES = {
     "pcdm": ("pcdms", "PCDMs_ckpt.pt", "the simplified PCDMs model: Google Drive link in the README of "
                                        "github.com/tencent-ailab/PCDMs (rename the download to PCDMs_ckpt.pt)"),
-    "dinov2": ("clip_vision", "dinov2-giant.safetensors", "huggingface.co/facebook/dinov2-giant, file "
+    "dinov2": ("clip_vision", "dinov2-giant.safetensors", "Hugging Face repo facebook/dinov2-giant, file "
                                                           "model.safetensors, renamed"),
-    "vae": ("vae", "sd21-base-vae.safetensors", "huggingface.co/stabilityai/stable-diffusion-2-1-base, file "
+    "vae": ("vae", "sd21-base-vae.safetensors", "Hugging Face repo stabilityai/stable-diffusion-2-1-base, file "
                                                 "vae/diffusion_pytorch_model.safetensors, renamed"),
-    "dwpose": ("dwpose", "dw-ll_ucoco_384.onnx", "huggingface.co/yzd-v/DWPose"),
-    "detector": ("dwpose", "yolox_l.onnx", "huggingface.co/yzd-v/DWPose"),
+    "dwpose": ("dwpose", "dw-ll_ucoco_384.onnx", "Hugging Face repo yzd-v/DWPose"),
+    "detector": ("dwpose", "yolox_l.onnx", "Hugging Face repo yzd-v/DWPose"),
 }
 
 
