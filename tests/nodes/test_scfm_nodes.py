@@ -15,6 +15,15 @@ BODY = np.array([[32, 10], [32, 18], [26, 18], [24, 28], [23, 36], [38, 18], [40
                  [28, 48], [28, 58], [36, 38], [36, 48], [36, 58], [30, 8], [34, 8], [-1, -1], [-1, -1]], float)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: threads only add OpenMP contention on a shared machine (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _pose_keypoint(body, width=64, height=64):
     flat = []
     for x, y in body:

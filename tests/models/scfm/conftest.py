@@ -9,6 +9,16 @@ TINY = SCFMConfig(image_size=64, level_channels=(8, 8, 8, 8, 16, 16), embed_chan
                   flow_channels=(4, 8, 16, 32, 32), msff_patch=8, msff_heads=2, msff_layers=1, msff_mlp_ratio=2)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny convolutions gain nothing from threads, and on a shared 2-core machine OpenMP spin-waiting makes
+    them several times slower; restore the setting for the rest of the session."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def randomised(config: SCFMConfig = TINY, seed: int = 0) -> SCFMUNet:
     """Eval-mode model whose every weight is random (default init zeroes the output convs, making eps = 0)."""
     gen = torch.Generator().manual_seed(seed)
