@@ -250,3 +250,13 @@ def test_load_strict_names_missing_unexpected_and_misshaped_keys():
     message = str(error.value)
     assert "1 missing: 1.bias" in message and "1 unexpected: 2.weight" in message
     assert "0.weight (4, 2) (model wants (3, 2))" in message and "from x.pt" in message
+
+
+@pytest.mark.parametrize("container", ["module", "state_dict", "model", "ema", "flat"])
+def test_every_container_round_trips(tmp_path, container):
+    sd = _pcdm_stage3()
+    path = tmp_path / f"{container}.ckpt"
+    torch.save(sd if container == "flat" else {container: sd, "epoch": 1}, path)
+    checkpoint = read_checkpoint(path, expect=Kind.PCDM_STAGE3)
+    assert checkpoint.container == container
+    _assert_same(checkpoint.state_dict, sd)
