@@ -87,7 +87,8 @@ class PoseFlowNet(nn.Module):
         self.output1, self.mask1 = _flow_head(c2), _mask_head(c2)
         self.output_eight, self.mask_eight = _flow_head(c4), _mask_head(c4)
 
-    def forward(self, source: torch.Tensor, source_pose: torch.Tensor, target_pose: torch.Tensor):
+    def forward(self, source: torch.Tensor, source_pose: torch.Tensor, target_pose: torch.Tensor
+                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """source [B,3,S,S] in [-1,1], poses [B,P,S,S] in [0,1] -> (flows, masks), coarsest first.
 
         flows: [B,2,S/32,S/32], [B,2,S/16,S/16], [B,2,S/8,S/8]; masks: the same sides with 1 channel.

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..images import from_signed, pil_resize, square_fit, to_signed
+from ..images import SquareFit, from_signed, pil_resize, square_fit, to_signed
 from . import ops, sampler
 from .preview import flow_to_color
 from .unet import SCFMUNet
@@ -55,7 +55,7 @@ def pose_maps(poses: Sequence[PoseInput], size: int, fit_mode: str) -> torch.Ten
     return torch.stack(maps)
 
 
-def fit_source(images: torch.Tensor, size: int, fit_mode: str):
+def fit_source(images: torch.Tensor, size: int, fit_mode: str) -> tuple[torch.Tensor, SquareFit]:
     """[B,3,H,W] 0..1 -> ([B,3,S,S] in [-1,1], fit). PIL bicubic like the original's preprocessing."""
     fit = square_fit(images.shape[-2], images.shape[-1], size, fit_mode)
     resize = lambda x, hw: pil_resize(x, hw, Image.BICUBIC)  # noqa: E731 - a resize callable for SquareFit
@@ -71,7 +71,8 @@ def _on_image(pose: PoseInput, height: int, width: int) -> PoseInput:
     return PoseInput(np.where(missing, -1.0, xy * np.array([width / pose.width, height / pose.height])), height, width)
 
 
-def check_batches(images: torch.Tensor, source_poses: Sequence[PoseInput], target_poses: Sequence[PoseInput]):
+def check_batches(images: torch.Tensor, source_poses: Sequence[PoseInput], target_poses: Sequence[PoseInput]
+                  ) -> tuple[torch.Tensor, list[PoseInput], list[PoseInput]]:
     """Broadcast batch-1 inputs; anything else must match. Returns (images, source poses, target poses).
 
     Source poses are put on their image's canvas (rescaled if they were extracted at another size).
@@ -115,7 +116,8 @@ def transfer(model: SCFMUNet, images: torch.Tensor, source_poses: Sequence[PoseI
 
 @torch.no_grad()
 def warp_preview(model: SCFMUNet, images: torch.Tensor, source_poses: Sequence[PoseInput],
-                 target_poses: Sequence[PoseInput], *, fit_mode: str = "stretch"):
+                 target_poses: Sequence[PoseInput], *, fit_mode: str = "stretch"
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """What the flow net sees, at the source size: (warped source [B,3,H,W], flow colours [B,3,H,W], occlusion [B,H,W]).
 
     Uses the finest flow (image/8) scaled to pixels of the full square. Occlusion = 1 - the site mask: 1 where

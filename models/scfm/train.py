@@ -93,9 +93,13 @@ def _batch(pairs: list[tuple[Path, Path]], size: int, fit_mode: str):
             torch.cat(targets))
 
 
-def training_step(model: SCFMUNet, terms: DiffusionTerms, source, source_pose, target_pose, target,
-                  generator: torch.Generator, image_dropout: float) -> dict[str, torch.Tensor]:
-    """One forward of the original objective; returns batch-mean "loss", "mse", "vb"."""
+def training_step(model: SCFMUNet, terms: DiffusionTerms, source: torch.Tensor, source_pose: torch.Tensor,
+                  target_pose: torch.Tensor, target: torch.Tensor, generator: torch.Generator,
+                  image_dropout: float) -> dict[str, torch.Tensor]:
+    """One forward of the original objective; returns batch-mean "loss", "mse", "vb".
+
+    source/target [B,3,S,S] in [-1,1]; poses [B,P,S,S] in [0,1]; `generator` (CPU) draws t, noise and dropout.
+    """
     batch = target.shape[0]
     t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (batch,), generator=generator)
     noise = torch.randn(target.shape, generator=generator).to(target)

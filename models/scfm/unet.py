@@ -25,7 +25,7 @@ PRESENT_OUTPUT_SLOTS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 14, 17)
 SOURCE_FEATURE_SLOTS = (10, 11, 13, 14, 16, 17)
 
 
-def input_plan(config: SCFMConfig):
+def input_plan(config: SCFMConfig) -> list[tuple[int, int, int, int, str]]:
     """(slot, level, in_ch, out_ch, kind) for the 17 blocks after the stem: kind "res" or "down"."""
     widths = config.level_channels
     plan, slot = [], 1
@@ -39,7 +39,7 @@ def input_plan(config: SCFMConfig):
     return plan
 
 
-def output_plan(config: SCFMConfig):
+def output_plan(config: SCFMConfig) -> list[tuple[int, int, int, int, int, int | None]]:
     """(slot, level, index, in_ch, out_ch, lateral input slot or None) for all 18 output slots."""
     widths = config.level_channels
     plan = []
@@ -102,7 +102,7 @@ class SourceCondition:
     flows: dict[int, torch.Tensor]
     masks: dict[int, torch.Tensor]
 
-    def site_input(self, feature_slot: int, level: int):
+    def site_input(self, feature_slot: int, level: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.features[feature_slot], self.flows[level], self.masks[level]
 
 
@@ -166,7 +166,7 @@ class SCFMUNet(nn.Module):
         """
         emb = self.time_embed(timestep_embedding(t, self.config.model_channels).to(self.dtype))
 
-        def site(level: int, feature_slot: int):
+        def site(level: int, feature_slot: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
             return None if condition is None else condition.site_input(feature_slot, level)
 
         h = x.to(self.dtype)
