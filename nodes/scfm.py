@@ -28,11 +28,13 @@ _FIT_TOOLTIP = ("How the image is put on the model's 256 x 256 square. stretch: 
 _POSE_TOOLTIP = "OpenPose-18 keypoints (e.g. from PoseTransfer DWPose Extract); the first person of each frame is used."
 
 
-def _poses(value, what: str) -> list[pipeline.PoseInput]:
+def _poses(value, what: str, images) -> list[pipeline.PoseInput]:
+    """POSE_KEYPOINT -> first person per frame; a frame without canvas size is taken to be the source image's."""
     from ..pose.formats import frames_from_pose_keypoint  # the pose toolkit's POSE_KEYPOINT reader
 
+    default_size = (images.shape[-1], images.shape[-2])
     return [pipeline.PoseInput.from_frame(frame, f"{what}, frame {i}")
-            for i, frame in enumerate(frames_from_pose_keypoint(value))]
+            for i, frame in enumerate(frames_from_pose_keypoint(value, default_size))]
 
 
 def _common_inputs() -> list:
@@ -97,9 +99,10 @@ class SCFMWarp(io.ComfyNode):
     @classmethod
     def execute(cls, scfm_model, source_image, source_pose, target_pose, fit: str = "stretch") -> io.NodeOutput:
         load_models([scfm_model])
+        images = comfy_to_bchw(source_image, "source_image")
         warped, flow, occlusion = pipeline.warp_preview(
-            scfm_model.model, comfy_to_bchw(source_image, "source_image"), _poses(source_pose, "source_pose"),
-            _poses(target_pose, "target_pose"), fit_mode=fit)
+            scfm_model.model, images, _poses(source_pose, "source_pose", images),
+            _poses(target_pose, "target_pose", images), fit_mode=fit)
         return io.NodeOutput(to_output(bchw_to_comfy(warped)), to_output(bchw_to_comfy(flow)), to_output(occlusion))
 
 
@@ -139,7 +142,7 @@ class SCFMSample(io.ComfyNode):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         images = comfy_to_bchw(source_image, "source_image")
-        sources, targets = _poses(source_pose, "source_pose"), _poses(target_pose, "target_pose")
+        sources, targets = _poses(source_pose, "source_pose", images), _poses(target_pose, "target_pose", images)
         model = scfm_model.model
         items = min(batch_size, max(images.shape[0], len(sources), len(targets)))
         scale = (model.config.image_size / 256) ** 2 * model.dtype.itemsize / 4

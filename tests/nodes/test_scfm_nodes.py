@@ -118,10 +118,12 @@ def test_example_workflow_matches_the_scfm_schemas():
     import json
     from pathlib import Path
 
+    from posetransfer.nodes import NODES as PACK_NODES  # the DWPose nodes of the graph are checked too
+
     workflow = json.loads((Path(nodes.__file__).parents[1] / "workflows" / "scfm_transfer.json").read_text())
     found = set()
     for entry in workflow["nodes"]:
-        node = next((n for n in nodes.NODES if n.define_schema().node_id == entry["type"]), None)
+        node = next((n for n in PACK_NODES if n.define_schema().node_id == entry["type"]), None)
         if node is None:
             continue
         schema = node.define_schema()
@@ -132,4 +134,5 @@ def test_example_workflow_matches_the_scfm_schemas():
         sockets = [(i.id, i.io_type) for i in schema.inputs if not getattr(i, "is_widget", False)]
         assert [(i["name"], i["type"]) for i in entry["inputs"]] == sockets
         assert [(o["name"], o["type"]) for o in entry["outputs"]] == [(o.display_name, o.io_type) for o in schema.outputs]
-    assert found == {"PoseTransferSCFMLoader", "PoseTransferSCFMWarp", "PoseTransferSCFMSample"}
+    assert found == {"PoseTransferSCFMLoader", "PoseTransferSCFMWarp", "PoseTransferSCFMSample",
+                     "PoseTransferDWPoseLoader", "PoseTransferDWPoseExtract"}
