@@ -142,7 +142,7 @@ def _read_pickle(path: str) -> object:
         if not _is_unpickling_refusal(safe_error):
             raise CheckpointError(_corrupt_message(path, safe_error)) from safe_error
     try:
-        return restricted_pickle.load(path)
+        return restricted_pickle.load(path, mmap=_is_zip(path))
     except restricted_pickle.RefusedGlobal as refused:
         raise CheckpointError(
             f"Refused to load {path}: its pickle calls {refused.qualname}, which could run code on this machine. "

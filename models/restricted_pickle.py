@@ -111,7 +111,11 @@ _pickle_module.load = _load
 _pickle_module.__dict__["UnpicklingError"] = pickle.UnpicklingError
 
 
-def load(path: str) -> Any:
-    """Load a PyTorch file through the restricted unpickler (tensors on CPU)."""
+def load(path: str, mmap: bool = False) -> Any:
+    """Load a PyTorch file through the restricted unpickler (tensors on CPU).
+
+    With `mmap` (zip files only) tensor data stays on disk until used, so the optimizer state of a training
+    file costs no memory.
+    """
     # weights_only=False is required to pass our own pickle_module; our Unpickler is the safety boundary.
-    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_module)
+    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_module, mmap=mmap)
