@@ -3,22 +3,23 @@
     python bench/pcdm_pipeline.py                                   # CPU fp32, 2 steps (what CI machines can run)
     python bench/pcdm_pipeline.py --device cuda --dtype fp16 --steps 20
 
-One stage at a time is built, run and freed (the chain's offloading): stage 1 = CLIP ViT-H/14 encode + prior
-(UnCLIP, no guidance), stage 2 = full inpainting at 512 (source | target canvas, UniPC, guidance 2), stage 3 =
-refine at 512 (UniPC, guidance 2). Floor = steps x one bare forward of the stage's denoiser at the batch the loop
+Each stage is built and run in its own process (the chain loads one stage at a time): stage 1 = CLIP ViT-H/14
+encode + prior (UnCLIP, no guidance), stage 2 = full inpainting at 512 (source | target canvas, UniPC, guidance 2),
+stage 3 = refine at 512 (UniPC, guidance 2); the output of an earlier stage is replaced by random data. Floor = steps x one bare forward of the stage's denoiser at the batch the loop
 uses (doubled under guidance, fastest of three); `stage/floor` includes the encoders and the VAE, `loop/floor` the
 sampling loop alone. On a shared machine other processes inflate the loop but not the fastest bare forward, so
 `loop/in-loop forwards` (time in the loop over time inside its denoiser calls, measured together) is the loop's
-overhead proper; the load average is printed beside. Peak memory covers building and running the stage (its weights included): CUDA max
-allocated, or on CPU the peak resident set (sampled every 5 ms) above what was resident before the stage.
+overhead proper; the load average is printed beside. Peak memory covers building and running the stage, weights
+included: CUDA max allocated, or on CPU the peak resident set (sampled every 5 ms) above the process's start.
 Prints numbers only; nothing is asserted.
 """
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -194,10 +195,9 @@ def bench_prior(args, dtype, images):
         floor_s = floor(device, args.steps, prior, torch.randn(1, 1024, device=device), 999, embed,
                         *[p.to(device) for p in poses])
         clock = LoopClock(prior, device)
-        stage_s, out = timed(device, lambda: sample_prior(prior, encode_clip_embeds(clip, images), *poses,
+        stage_s, _ = timed(device, lambda: sample_prior(prior, encode_clip_embeds(clip, images), *poses,
                                                           steps=args.steps, progress=clock.progress))
     report("stage 1 prior (+CLIP-H)", stage_s, clock, floor_s, peak.peak)
-    return out
 
 
 def bench_inpaint(args, dtype, images, embeds):
@@ -211,9 +211,8 @@ def bench_inpaint(args, dtype, images, embeds):
                         class_labels=torch.randn(2, 1024, device=device, dtype=dtype))
         clock = LoopClock(model.unet, device)
         settings = InpaintSettings(steps=args.steps, scheduler="unipc", size=args.size)
-        stage_s, out = timed(device, inpaint, model, vae, dino, images, images, images, settings, embeds, clock.progress)
+        stage_s, _ = timed(device, inpaint, model, vae, dino, images, images, images, settings, embeds, clock.progress)
     report("stage 2 inpaint (full)", stage_s, clock, floor_s, peak.peak)
-    return out.images
 
 
 def bench_refine(args, dtype, coarse, images):
@@ -228,6 +227,20 @@ def bench_refine(args, dtype, coarse, images):
     report("stage 3 refine", stage_s, clock, floor_s, peak.peak)
 
 
+def _without_stages(argv: list[str]) -> list[str]:
+    """Command-line arguments minus `--stages` and its values."""
+    out, skipping = [], False
+    for arg in argv:
+        if arg == "--stages":
+            skipping = True
+        elif skipping and not arg.startswith("--"):
+            continue
+        else:
+            skipping = False
+            out.append(arg)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -235,25 +248,28 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--size", type=int, default=512, help="model square side (512 or 256 for the released models)")
     parser.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3],
-                        help="stages to run; a skipped stage's output is replaced by random data of its shape")
+                        help="stages to run, each in its own process; a stage's input from an earlier stage is "
+                             "random data of the right shape (timings do not depend on the values)")
     args = parser.parse_args()
+    if len(args.stages) > 1:
+        # One fresh process per stage: freed weights of an earlier stage would otherwise hide this one's peak.
+        for stage in args.stages:
+            subprocess.run([sys.executable, __file__, *_without_stages(sys.argv[1:]), "--stages", str(stage)], check=True)
+        return 0
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     from diffusers.utils import logging as diffusers_logging
     diffusers_logging.set_verbosity_error()  # casting random models with .to(dtype) is what we mean to do
     torch.manual_seed(0)
     images = torch.rand(1, 3, args.size, args.size)
-    print(f"PCDMs three stages at {args.size}, {args.device} {args.dtype}, {args.steps} steps, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads", flush=True)
-    embeds, coarse = torch.randn(1, 1024) * 0.4, torch.rand(1, 3, args.size, args.size)
+    print(f"PCDMs stage {args.stages[0]} at {args.size}, {args.device} {args.dtype}, {args.steps} steps, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     with torch.no_grad():
-        if 1 in args.stages:
-            embeds = bench_prior(args, dtype, images)
-            gc.collect()
-        if 2 in args.stages:
-            coarse = bench_inpaint(args, dtype, images, embeds)
-            gc.collect()
-        if 3 in args.stages:
-            bench_refine(args, dtype, coarse, images)
+        if args.stages[0] == 1:
+            bench_prior(args, dtype, images)
+        elif args.stages[0] == 2:
+            bench_inpaint(args, dtype, images, torch.randn(1, 1024) * 0.4)
+        else:
+            bench_refine(args, dtype, torch.rand(1, 3, args.size, args.size), images)
     return 0
 
 
