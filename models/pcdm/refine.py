@@ -96,7 +96,8 @@ class RefineSettings:
     (PAPER_GUIDANCE_RESCALE mirrors the batch-test script). strength 1 (the original) starts from pure noise with
     the coarse latents only as a condition; below 1 it starts from the coarse latents noised to that level and
     skips the first steps (img2img). size/fit: the model square and how non-square images reach it (`stretch` =
-    the original's plain resize; use the stage-2 setting so a coarse result round-trips)."""
+    the original's plain resize; use the stage-2 setting so a coarse result round-trips). sequential_guidance:
+    the two guidance halves one after the other (half the activation memory, same numbers)."""
 
     steps: int = 20
     guidance_scale: float = 2.0
@@ -107,6 +108,7 @@ class RefineSettings:
     size: int = 512
     fit: str = "pad"
     legacy_dino_interpolation: bool = True
+    sequential_guidance: bool = False
 
 
 def _fit(images: torch.Tensor, settings: RefineSettings) -> tuple[torch.Tensor, SquareFit]:
@@ -158,7 +160,8 @@ def refine(model: PcdmRefiner, vae: nn.Module, dino: nn.Module, coarse: torch.Te
         return model.unet(sample, t, encoder_hidden_states.to(dtype))
 
     latents = denoise(unet, latents, scheduler, cond, uncond, guidance_scale=settings.guidance_scale,
-                      guidance_rescale=settings.guidance_rescale, model_dtype=dtype, progress=progress)
+                      guidance_rescale=settings.guidance_rescale, sequential_guidance=settings.sequential_guidance,
+                      model_dtype=dtype, progress=progress)
     square = torch.cat([decode_latents(vae, item[None]) for item in latents]).to(coarse.device)
     return coarse_fit.restore(square)
 
@@ -170,4 +173,5 @@ def memory_estimate(settings: RefineSettings, batch: int, dtype: torch.dtype) ->
     128-channel maps per pixel in the VAE decoder) on the square refine canvas; not a measurement."""
     element = torch.finfo(dtype).bits // 8
     cells = (settings.size // 8) ** 2
-    return max(2 * batch * cells * 320 * 30 * element, settings.size * settings.size * 128 * 6 * element)
+    items = batch if settings.sequential_guidance else 2 * batch
+    return max(items * cells * 320 * 30 * element, settings.size * settings.size * 128 * 6 * element)

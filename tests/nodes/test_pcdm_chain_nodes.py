@@ -107,10 +107,10 @@ def test_widget_order_is_frozen():
         return [i.id for i in node.define_schema().inputs if getattr(i, "is_widget", False)]
     assert widgets(pcdm_chain.PcdmPrior) == ["steps", "guidance", "seed", "pose_convention"]
     assert widgets(pcdm_chain.PcdmRefine) == ["steps", "guidance", "scheduler", "seed", "fit", "guidance_rescale",
-                                               "strength", "size"]
+                                               "strength", "size", "sequential_guidance"]
     assert widgets(pcdm_chain.PcdmThreeStage) == ["steps", "guidance", "scheduler", "seed", "fit", "prior_steps",
                                                    "prior_guidance", "pose_convention", "refine_strength",
-                                                   "guidance_rescale", "resolution"]
+                                                   "guidance_rescale", "resolution", "sequential_guidance"]
     assert pcdm_chain.PcdmPrior.define_schema().outputs[0].io_type == "PT_PCDM_EMBEDDING"
     assert pcdm_chain.PcdmPrior.define_schema().inputs[3].io_type == "POSE_KEYPOINT"
 
@@ -150,6 +150,9 @@ def test_refine_node_batch_with_guidance_keeps_size(handles):
     out = pcdm_chain.PcdmRefine.execute(h["refiner"], h["dinov2"], h["vae"], _image(3, 2), _image(1), **REFINE_ARGS)
     image = out.result[0]
     assert image.shape == (3, H, W, 3) and 0 <= image.min() and image.max() <= 1
+    sequential = pcdm_chain.PcdmRefine.execute(h["refiner"], h["dinov2"], h["vae"], _image(3, 2), _image(1),
+                                               **REFINE_ARGS, sequential_guidance=True).result[0]
+    torch.testing.assert_close(sequential, image, atol=1e-5, rtol=0)  # same numbers, half the activations
     with pytest.raises(ValueError, match="source has 2 images but the coarse batch has 3"):
         pcdm_chain.PcdmRefine.execute(h["refiner"], h["dinov2"], h["vae"], _image(3, 2), _image(2), **REFINE_ARGS)
 
