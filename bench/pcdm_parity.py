@@ -40,6 +40,7 @@ from posetransfer.models.encoders import encode_dino, load_dinov2  # noqa: E402
 from posetransfer.models.images import pil_resize  # noqa: E402
 from posetransfer.models.noise import seeded_noise  # noqa: E402
 from posetransfer.models.pcdm import inpaint as pack_inpaint  # noqa: E402
+from posetransfer.models.pcdm import prior as pack_prior  # noqa: E402
 from posetransfer.models.pcdm import refine as pack_refine  # noqa: E402
 from posetransfer.models.pcdm.loading import load_pcdm_checkpoint  # noqa: E402
 
@@ -55,13 +56,15 @@ SD21_BASE_SCHEDULER_CONFIG = {  # stabilityai/stable-diffusion-2-1-base schedule
     "clip_sample": False, "num_train_timesteps": 1000, "prediction_type": "epsilon", "set_alpha_to_one": False,
     "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None,
 }
-ROWS: list[tuple[str, str, tuple, float]] = []
+ROWS: list[tuple[str, str, tuple, float, bool]] = []
 
 
-def row(path: str, quantity: str, ours: torch.Tensor, original: torch.Tensor) -> None:
+def row(path: str, quantity: str, ours: torch.Tensor, original: torch.Tensor, control: bool = False) -> None:
+    """One table line: max |ours - original|. A control compares ours with a deliberately altered original
+    (a known deviation the pack avoids) and must come out clearly non-zero, else the comparison is blind to it."""
     if ours.shape != original.shape:
         raise SystemExit(f"{path} / {quantity}: shapes differ, ours {tuple(ours.shape)} vs original {tuple(original.shape)}")
-    ROWS.append((path, quantity, tuple(ours.shape), (ours.float() - original.float()).abs().max().item()))
+    ROWS.append((path, quantity, tuple(ours.shape), (ours.float() - original.float()).abs().max().item(), control))
 
 
 # ------------------------------------------------------------------------------------------ the original code
@@ -81,7 +84,8 @@ def import_original(root: Path) -> types.SimpleNamespace:
     sys.modules.setdefault("diffusers.models.controlnet", controlnet)
     sys.path.insert(0, str(root))
     names = {"unet": "src.models.stage2_inpaint_unet_2d_condition", "pcdms": "src.pipelines.PCDMs_pipeline",
-             "stage2": "src.pipelines.stage2_inpaint_pipeline", "stage3": "src.pipelines.stage3_refined_pipeline"}
+             "stage2": "src.pipelines.stage2_inpaint_pipeline", "stage3": "src.pipelines.stage3_refined_pipeline",
+             "prior_model": "src.models.stage1_prior_transformer", "prior_pipe": "src.pipelines.stage1_prior_pipeline"}
     modules = {key: importlib.import_module(name) for key, name in names.items()}
     for key in ("pcdms", "stage2", "stage3"):
         modules[key].torch = _Fp32Torch("torch")
@@ -152,7 +156,7 @@ def write_files(folder: Path) -> dict[str, Path]:
     from safetensors.torch import save_file
 
     paths = {"simplified": folder / "PCDMs_ckpt.pt", "full": folder / "s2_512.pt", "refine": folder / "s3_512.pt",
-             "vae": folder / "vae.safetensors", "dino": folder / "dinov2.safetensors"}
+             "prior": folder / "s1_512.pt", "vae": folder / "vae.safetensors", "dino": folder / "dinov2.safetensors"}
     torch.save({"module": fx.stage2_state_dict(full=False), "global_steps": 1}, paths["simplified"])
     torch.save({"module": fx.stage2_state_dict(full=True)}, paths["full"])
     stage3 = {"unet.": fx.tiny_unet(in_channels=8, seed=5), "image_proj_model_p.": fx.tiny_image_proj(seed=6)}
@@ -234,6 +238,8 @@ def compare_dino(path: str, dino, o_dino, source: torch.Tensor, clip: torch.Tens
     with legacy_dino_interpolation():
         legacy = o_dino(pixel_values=clip).last_hidden_state
     row(path, "DINOv2 tokens, 4.32.1 interpolation", encode_dino(dino, source, legacy_interpolation=True), legacy)
+    row(path, "DINOv2 4.32.1 vs installed interpolation", encode_dino(dino, source, legacy_interpolation=True), tokens,
+        control=True)
     return tokens
 
 
@@ -241,8 +247,6 @@ def compare_dino(path: str, dino, o_dino, source: torch.Tensor, clip: torch.Tens
 @torch.no_grad()
 def run_stage2(orig: types.SimpleNamespace, paths: dict[str, Path], full: bool, steps: int) -> None:
     """Simplified (PCDMsPipeline, DDIM, projected-zero uncond) or full stage 2 (UniPC, zeros uncond, class labels)."""
-    from diffusers import DDIMScheduler, UniPCMultistepScheduler
-
     name = "full/unipc" if full else "simplified/ddim"
     kind = "full" if full else "simplified"
     model = load_pcdm_checkpoint(str(paths[kind]), dtype=torch.float32)
@@ -280,35 +284,53 @@ def run_stage2(orig: types.SimpleNamespace, paths: dict[str, Path], full: bool, 
 
     ours_scheduler = pack_inpaint.make_scheduler(settings.scheduler)
     ours_scheduler.set_timesteps(steps)
-    if full:  # stage2_batchtest_inpaint_model.py; diffusers 0.24 ended UniPC on sigma(t=0) (PCDMS.md §7)
-        scheduler = UniPCMultistepScheduler.from_config(SD21_BASE_SCHEDULER_CONFIG, final_sigmas_type="sigma_min")
-    else:  # the demo notebook
-        scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                                  beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    noise = seeded_noise((1, 4, SIZE // 8, SIZE // 4), SEED)
     with captured_latents(pack_inpaint) as seen:
         result = pack_inpaint.inpaint(model, vae, dino, source, source_pose, target, settings, target_embeds=embed)
+    feeds = dict(o=o, o_vae=o_vae, inputs=inputs, cond=o_cond, uncond=o_uncond, masked=o_masked, pose=o_pose, embed=embed)
+    images, latents, timesteps = original_stage2(orig, full, steps, feeds)
+    row(name, "timesteps", ours_scheduler.timesteps.float(), timesteps)
+    row(name, "final latents", seen[0], latents)
+    row(name, "decoded canvas [0,1]", result.canvas, images)
+    row(name, "decoded target half [0,1]", result.canvas[..., SIZE:], images[..., SIZE:])
+    # controls: the comparison must see the deviations the pack avoids
+    if full:
+        _, latents, _ = original_stage2(orig, full, steps, feeds, final_sigmas_type="zero")
+        row(name, "final latents, UniPC final sigma 'zero'", seen[0], latents, control=True)
+    else:
+        _, latents, _ = original_stage2(orig, full, steps, {**feeds, "uncond": torch.zeros_like(o_uncond)})
+        row(name, "final latents, uncond = zeros", seen[0], latents, control=True)
+
+
+def original_stage2(orig: types.SimpleNamespace, full: bool, steps: int, feeds: dict,
+                    final_sigmas_type: str = "sigma_min") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One original stage-2 run from the original's conditions: (images [0,1], final latents, timesteps)."""
+    from diffusers import DDIMScheduler, UniPCMultistepScheduler
+
+    noise = seeded_noise((1, 4, SIZE // 8, SIZE // 4), SEED)
     last: list[torch.Tensor] = []
     with posterior_mode():
-        if full:
-            pipe = orig.stage2.Stage2_InpaintDiffusionPipeline(vae=o_vae, unet=o["unet"], scheduler=scheduler)
+        if full:  # stage2_batchtest_inpaint_model.py; diffusers 0.24 ended UniPC on sigma(t=0) (PCDMS.md §7)
+            scheduler = UniPCMultistepScheduler.from_config(SD21_BASE_SCHEDULER_CONFIG, final_sigmas_type=final_sigmas_type)
+            pipe = orig.stage2.Stage2_InpaintDiffusionPipeline(vae=feeds["o_vae"], unet=feeds["o"]["unet"], scheduler=scheduler)
             pipe.set_progress_bar_config(disable=True)
-            images = pipe(height=SIZE, width=2 * SIZE, num_inference_steps=steps, guidance_scale=2.0, latents=noise.clone(),
-                          output_type="pt", vae_image=inputs["vae_image"], s_img_proj_f=o_cond, st_pose_f=o_pose,
-                          pred_t_img_embed=embed[:, None], callback=lambda i, t, lat: last.append(lat.clone())).images
-        else:
-            pipe = orig.pcdms.PCDMsPipeline(vae=o_vae, text_encoder=None, tokenizer=None, unet=o["unet"],
+            images = pipe(height=SIZE, width=2 * SIZE, num_inference_steps=steps, guidance_scale=2.0, latents=noise,
+                          output_type="pt", vae_image=feeds["inputs"]["vae_image"], s_img_proj_f=feeds["cond"],
+                          st_pose_f=feeds["pose"], pred_t_img_embed=feeds["embed"][:, None],
+                          callback=lambda i, t, lat: last.append(lat.clone())).images
+        else:  # the demo notebook
+            scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                                      beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+                                      steps_offset=1)
+            pipe = orig.pcdms.PCDMsPipeline(vae=feeds["o_vae"], text_encoder=None, tokenizer=None, unet=feeds["o"]["unet"],
                                             scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                             requires_safety_checker=False)
             pipe.set_progress_bar_config(disable=True)
-            images = pipe(simg_mask_latents=o_masked, mask=inputs["mask"], cond_pose=o_pose, prompt_embeds=o_cond,
-                          negative_prompt_embeds=o_uncond, height=SIZE, width=2 * SIZE, num_inference_steps=steps,
-                          guidance_scale=2.0, latents=noise.clone(), output_type="pt",
+            images = pipe(simg_mask_latents=feeds["masked"], mask=feeds["inputs"]["mask"], cond_pose=feeds["pose"],
+                          prompt_embeds=feeds["cond"], negative_prompt_embeds=feeds["uncond"], height=SIZE,
+                          width=2 * SIZE, num_inference_steps=steps, guidance_scale=2.0, latents=noise,
+                          output_type="pt",
                           callback_on_step_end=lambda p, i, t, kw: last.append(kw["latents"].clone()) or {}).images
-    row(name, "timesteps", ours_scheduler.timesteps.float(), pipe.scheduler.timesteps.float())
-    row(name, "final latents", seen[0], last[-1])
-    row(name, "decoded canvas [0,1]", result.canvas, images)
-    row(name, "decoded target half [0,1]", result.canvas[..., SIZE:], images[..., SIZE:])
+    return images, last[-1], scheduler.timesteps.float()
 
 
 # ------------------------------------------------------------------------------------------ stage 3
@@ -336,18 +358,84 @@ def run_refine(orig: types.SimpleNamespace, paths: dict[str, Path], steps: int) 
     noise = seeded_noise((1, 4, SIZE // 8, SIZE // 8), SEED)
     with captured_latents(pack_refine) as seen:
         ours = pack_refine.refine(model, vae, dino, coarse, source, settings)
-    scheduler = UniPCMultistepScheduler.from_config(SD21_BASE_SCHEDULER_CONFIG, final_sigmas_type="sigma_min")
-    pipe = orig.stage3.Stage3_RefinedPipeline(vae=o_vae, unet=o["unet"], scheduler=scheduler)
+    for rescale in (2.0, 0.0):  # stage3_batchtest_refined_model.py passes guidance_rescale=guidance_scale (PCDMS.md §11)
+        scheduler = UniPCMultistepScheduler.from_config(SD21_BASE_SCHEDULER_CONFIG, final_sigmas_type="sigma_min")
+        pipe = orig.stage3.Stage3_RefinedPipeline(vae=o_vae, unet=o["unet"], scheduler=scheduler)
+        pipe.set_progress_bar_config(disable=True)
+        last: list[torch.Tensor] = []
+        with posterior_mode():
+            images = pipe(height=SIZE, width=SIZE, vae_gen_t_image=img_transform(pil(coarse[0])), s_img_proj_f=o_features,
+                          num_images_per_prompt=1, guidance_scale=2.0, guidance_rescale=rescale, latents=noise.clone(),
+                          num_inference_steps=steps, output_type="pt",
+                          callback=lambda i, t, lat: last.append(lat.clone())).images
+        if rescale:
+            row(name, "final latents", seen[0], last[-1])
+            row(name, "decoded image [0,1]", ours, images)
+        else:
+            row(name, "final latents, guidance_rescale 0", seen[0], last[-1], control=True)
+
+
+# ------------------------------------------------------------------------------------------ stage 1
+PRIOR_HEADS, PRIOR_HEAD_DIM, PRIOR_LAYERS = 2, 8, 2  # tiny; embedding_dim 1024 and 2 + 4 tokens stay (PCDMS.md §13)
+
+
+@contextlib.contextmanager
+def fixed_variance_noise(seed: int, embed_dim: int):
+    """The original draws UnCLIP's per-step noise from the GLOBAL RNG; give it the stream the pack uses instead:
+    one CPU generator seeded `seed` whose first (embed_dim,) draw was the initial embedding (batch 1)."""
+    from diffusers.schedulers import scheduling_unclip
+
+    stream = torch.Generator("cpu").manual_seed(seed)
+    torch.randn((embed_dim,), generator=stream)
+    draw = scheduling_unclip.randn_tensor
+    scheduling_unclip.randn_tensor = lambda shape, generator=None, device=None, dtype=None: torch.randn(
+        shape, generator=stream, dtype=dtype or torch.float32).to(device or "cpu")
+    try:
+        yield
+    finally:
+        scheduling_unclip.randn_tensor = draw
+
+
+@torch.no_grad()
+def run_prior(orig: types.SimpleNamespace, paths: dict[str, Path], steps: int) -> None:
+    """Stage 1 (Stage1_PriorPipeline, UnCLIP, guidance 0 as the batch-test default, fixed initial and per-step noise)."""
+    from diffusers import UnCLIPScheduler
+
+    name = "prior/unclip"
+    o_prior = orig.prior_model.Stage1_PriorTransformer(num_attention_heads=PRIOR_HEADS, attention_head_dim=PRIOR_HEAD_DIM,
+                                                       num_layers=PRIOR_LAYERS, embedding_dim=1024, num_embeddings=2)
+    state = {k: v.half() for k, v in fx.randomise(o_prior, 8).state_dict().items()}  # fp16, as released
+    torch.save({"module": state, "global_steps": 1}, paths["prior"])
+    fx.write_with_config(paths["prior"], {"num_attention_heads": PRIOR_HEADS, "attention_head_dim": PRIOR_HEAD_DIM})
+    model = pack_prior.load_prior(str(paths["prior"]))
+    o_prior.load_state_dict({k: v.float() for k, v in read_checkpoint(str(paths["prior"])).state_dict.items()})
+    generator = torch.Generator().manual_seed(9)
+    embed = torch.randn(1, 1024, generator=generator)
+    s_pose, t_pose = torch.rand(1, 36, generator=generator), torch.rand(1, 36, generator=generator)
+    x = torch.randn(1, 1024, generator=generator)
+    ours = model(x, torch.tensor(526), embed, s_pose, t_pose)
+    theirs = o_prior(x[:, None], timestep=torch.tensor(526), proj_embedding=embed[:, None], encoder_hidden_states=s_pose[:, None],
+                     encoder_hidden_states1=t_pose[:, None]).predicted_image_embedding
+    row(name, "one prior call (t=526)", ours, theirs)
+
+    # the scheduler kandinsky-2-2-prior ships, as documented in PCDMS.md §7 (its hub file was not verified)
+    scheduler = UnCLIPScheduler(num_train_timesteps=1000, variance_type="fixed_small_log", clip_sample=True,
+                                clip_sample_range=10.0, prediction_type="sample", beta_schedule="squaredcos_cap_v2")
+    pipe = orig.prior_pipe.Stage1_PriorPipeline(prior=o_prior, image_encoder=None, scheduler=scheduler, image_processor=None)
     pipe.set_progress_bar_config(disable=True)
-    last: list[torch.Tensor] = []
-    with posterior_mode():
-        # stage3_batchtest_refined_model.py passes guidance_rescale=guidance_scale (PCDMS.md §11)
-        images = pipe(height=SIZE, width=SIZE, vae_gen_t_image=img_transform(pil(coarse[0])), s_img_proj_f=o_features,
-                      num_images_per_prompt=1, guidance_scale=2.0, guidance_rescale=2.0, latents=noise.clone(),
-                      num_inference_steps=steps, output_type="pt",
-                      callback=lambda i, t, lat: last.append(lat.clone())).images
-    row(name, "final latents", seen[0], last[-1])
-    row(name, "decoded image [0,1]", ours, images)
+    pipe.get_zero_embed = lambda *args, **kwargs: None  # builds an unused zero-image embedding; needs the ViT-bigG
+    ours = pack_prior.sample_prior(model, embed, s_pose, t_pose, steps=steps, guidance=0.0, seed=SEED)
+    with fixed_variance_noise(SEED, 1024):
+        theirs = pipe(s_embed=embed[:, None], s_pose=s_pose[:, None], t_pose=t_pose[:, None], num_images_per_prompt=1,
+                      num_inference_steps=steps, latents=seeded_noise((1, 1024), SEED), guidance_scale=0.0).image_embeds
+    ours_scheduler = pack_prior.make_prior_scheduler()
+    ours_scheduler.set_timesteps(steps)
+    row(name, "timesteps", ours_scheduler.timesteps.float(), pipe.scheduler.timesteps.float())
+    row(name, "predicted target embedding", ours, theirs)
+    torch.manual_seed(SEED + 100)  # the original's own behaviour: step noise from the global RNG
+    theirs = pipe(s_embed=embed[:, None], s_pose=s_pose[:, None], t_pose=t_pose[:, None], num_images_per_prompt=1,
+                  num_inference_steps=steps, latents=seeded_noise((1, 1024), SEED), guidance_scale=0.0).image_embeds
+    row(name, "step noise from another stream", ours, theirs, control=True)
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -355,6 +443,7 @@ RUNNERS = {
     "simplified": lambda orig, paths, steps: run_stage2(orig, paths, False, steps),
     "full": lambda orig, paths, steps: run_stage2(orig, paths, True, steps),
     "refine": run_refine,
+    "prior": run_prior,
 }
 
 
@@ -374,9 +463,10 @@ def main() -> int:
         paths = write_files(Path(folder))
         for path in args.paths:
             RUNNERS[path](orig, paths, args.steps)
-    print(f"{'path':<16} {'quantity':<38} {'shape':<18} max |diff|")
-    for path, quantity, shape, diff in ROWS:
-        print(f"{path:<16} {quantity:<38} {str(shape):<18} {diff:.3e}")
+    print(f"{'path':<16} {'quantity':<50} {'shape':<18} max |diff|")
+    for path, quantity, shape, diff, control in ROWS:
+        label = f"control: {quantity}" if control else quantity
+        print(f"{path:<16} {label:<50} {str(shape):<18} {diff:.3e}{'  (should be > 0)' if control else ''}")
     print(f"steps {args.steps}, fp32 CPU, {time.perf_counter() - start:.1f} s")
     return 0
 
