@@ -5,11 +5,12 @@
 
 Each stage is built and run in its own process (the chain loads one stage at a time): stage 1 = CLIP ViT-H/14
 encode + prior (UnCLIP, no guidance), stage 2 = full inpainting at 512 (source | target canvas, UniPC, guidance 2),
-stage 3 = refine at 512 (UniPC, guidance 2); the output of an earlier stage is replaced by random data. Floor = steps x one bare forward of the stage's denoiser at the batch the loop
-uses (doubled under guidance, fastest of three); `stage/floor` includes the encoders and the VAE, `loop/floor` the
-sampling loop alone. On a shared machine other processes inflate the loop but not the fastest bare forward, so
-`loop/in-loop forwards` (time in the loop over time inside its denoiser calls, measured together) is the loop's
-overhead proper; the load average is printed beside. Peak memory covers building and running the stage, weights
+stage 3 = refine at 512 (UniPC, guidance 2); the output of an earlier stage is replaced by random data.
+Floor = steps x one bare forward of the stage's denoiser at the batch the loop uses (doubled under guidance,
+fastest of three); `stage/floor` includes the encoders and the VAE, `loop/floor` the sampling loop alone. On a
+shared machine other processes inflate the loop but not the fastest bare forward, so `loop/in-loop forwards`
+(time in the loop over time inside its denoiser calls, measured together) is the loop's overhead proper; the
+load average is printed beside. Peak memory covers building and running the stage, weights
 included: CUDA max allocated, or on CPU the peak resident set (sampled every 5 ms) above the process's start.
 Prints numbers only; nothing is asserted.
 """
@@ -219,8 +220,8 @@ def bench_refine(args, dtype, coarse, images):
     device = args.device
     with PeakMemory(device) as peak:
         model, vae, dino = stage3_model(device, dtype), sd_vae(device, dtype), dinov2_giant(device, dtype)
-        floor_s = floor(device, args.steps, model.unet, torch.randn(2, 8, args.size // 8, args.size // 8, device=device, dtype=dtype),
-                        999, torch.randn(2, 257, 1024, device=device, dtype=dtype))
+        latents = torch.randn(2, 8, args.size // 8, args.size // 8, device=device, dtype=dtype)
+        floor_s = floor(device, args.steps, model.unet, latents, 999, torch.randn(2, 257, 1024, device=device, dtype=dtype))
         clock = LoopClock(model.unet, device)
         stage_s, _ = timed(device, refine, model, vae, dino, coarse, images,
                            RefineSettings(steps=args.steps, size=args.size), clock.progress)

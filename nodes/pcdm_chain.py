@@ -94,7 +94,8 @@ def run_prior(prior, clip_vision, source_image: torch.Tensor, source_pose: list,
                         progress=progress_callback(steps))
 
 
-def run_refine(refiner, dinov2, vae, coarse_image: torch.Tensor, source_image: torch.Tensor, settings: RefineSettings) -> torch.Tensor:
+def run_refine(refiner, dinov2, vae, coarse_image: torch.Tensor, source_image: torch.Tensor,
+               settings: RefineSettings) -> torch.Tensor:
     """Stage 3 on ComfyUI values: coarse IMAGE [B,H,W,C] + source IMAGE [1 or B,...] -> refined IMAGE [B,H,W,C]."""
     coarse = comfy_to_bchw(coarse_image, "coarse_image")
     source = comfy_to_bchw(source_image, "source_image")
