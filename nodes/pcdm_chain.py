@@ -7,7 +7,7 @@ from ..models.encoders import encode_clip_embeds
 from ..models.images import FIT_MODES, bchw_to_comfy, comfy_to_bchw, pil_resize
 from ..models.pcdm.inpaint import InpaintSettings
 from ..models.pcdm.prior import POSE_CONVENTIONS, load_prior, pose_coordinates, sample_prior
-from ..models.pcdm.refine import RefineSettings, load_refiner, memory_estimate, refine
+from ..models.pcdm.refine import PAPER_GUIDANCE_RESCALE, RefineSettings, load_refiner, memory_estimate, refine
 from ..models.pcdm.schedulers import SCHEDULERS
 from ..pose.formats import frames_from_pose_keypoint
 from .comfy_adapter import (PRECISIONS, io, load_models, make_schema, model_file_list, progress_callback,
@@ -26,8 +26,8 @@ POSE_CONVENTION_TIP = ("How the 18 body points become the prior's 36 numbers. Th
                        "documented default. Others: centred -1..1, pixels of a 512/256 canvas, DeepFashion 176x256 pixels.")
 SEED_TIP = "Noise seed; image i of a batch uses seed + i, so a result does not change with the batch around it."
 GUIDANCE_RESCALE_TIP = ("diffusers' guidance rescale (0 = plain classifier-free guidance, recommended). The paper's "
-                        "stage-3 test script passed 2.0 (its guidance scale), which extrapolates past the rescaled "
-                        "prediction; set 2.0 only to reproduce the paper's numbers.")
+                        f"stage-3 test script passed {PAPER_GUIDANCE_RESCALE} (its guidance scale), which extrapolates "
+                        f"past the rescaled prediction; set {PAPER_GUIDANCE_RESCALE} only to reproduce the paper's numbers.")
 STRENGTH_TIP = ("1.0 = the original: start from pure noise, the coarse image only conditions the model. Lower values "
                 "start from the coarse image noised to that level and keep more of it.")
 FIT_TIP = "How non-square images reach the square model input: pad (keep everything), crop, or stretch (the original)."
