@@ -1,7 +1,7 @@
 """Parity of the pack's PCDMs pipelines with the ORIGINAL code (tencent-ailab/PCDMs), tiny random models, fp32 CPU.
 
     git --git-dir=<mirror of tencent-ailab/PCDMs> archive HEAD src | tar -x -C /tmp/pcdms_orig
-    python bench/pcdm_parity.py --original /tmp/pcdms_orig [--steps 5] [--paths simplified full refine]
+    python bench/pcdm_parity.py --original /tmp/pcdms_orig [--steps 5] [--paths simplified full refine prior]
 
 The original checkout stays outside the repository; it is put on sys.path at run time and run with the installed
 diffusers/transformers (two moved import paths aliased). One file per path is written in the original DeepSpeed
@@ -104,19 +104,23 @@ def _original_image_proj(root: Path) -> type:
 
 
 @contextlib.contextmanager
+def patched(owner: object, name: str, value: object):
+    """Set `owner.name = value` for the duration of the block (run-time patches of the original's environment)."""
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, saved)
+
+
 def posterior_mode():
     """The original samples the VAE posterior; both sides use its mode (PCDMS.md §13 step 2)."""
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
-    sample = DiagonalGaussianDistribution.sample
-    DiagonalGaussianDistribution.sample = lambda self, generator=None: self.mode()
-    try:
-        yield
-    finally:
-        DiagonalGaussianDistribution.sample = sample
+    return patched(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mode())
 
 
-@contextlib.contextmanager
 def legacy_dino_interpolation():
     """transformers 4.32.1's DINOv2 pos-emb interpolation (PCDMS.md §5): scale_factor (n + 0.1) / sqrt(N), model dtype."""
     from transformers.models.dinov2.modeling_dinov2 import Dinov2Embeddings
@@ -130,24 +134,14 @@ def legacy_dino_interpolation():
         grid = torch.nn.functional.interpolate(grid, scale_factor=factor, mode="bicubic", align_corners=False)
         return torch.cat([table[:, :1], grid.permute(0, 2, 3, 1).reshape(1, -1, table.shape[-1])], dim=1)
 
-    current = Dinov2Embeddings.interpolate_pos_encoding
-    Dinov2Embeddings.interpolate_pos_encoding = interpolate
-    try:
-        yield
-    finally:
-        Dinov2Embeddings.interpolate_pos_encoding = current
+    return patched(Dinov2Embeddings, "interpolate_pos_encoding", interpolate)
 
 
-@contextlib.contextmanager
-def captured_latents(module: types.ModuleType) -> list:
+def recording_decoder(module: types.ModuleType, seen: list):
     """Record the latents the pack's pipeline in `module` hands to the VAE decoder (its final latents)."""
-    seen: list[torch.Tensor] = []
     decode = module.decode_latents
-    module.decode_latents = lambda vae, latents, *a, **k: (seen.append(latents.clone()), decode(vae, latents, *a, **k))[1]
-    try:
-        yield seen
-    finally:
-        module.decode_latents = decode
+    return patched(module, "decode_latents",
+                   lambda vae, latents, *a, **k: (seen.append(latents.clone()), decode(vae, latents, *a, **k))[1])
 
 
 # ------------------------------------------------------------------------------------------ models and files
@@ -284,7 +278,8 @@ def run_stage2(orig: types.SimpleNamespace, paths: dict[str, Path], full: bool, 
 
     ours_scheduler = pack_inpaint.make_scheduler(settings.scheduler)
     ours_scheduler.set_timesteps(steps)
-    with captured_latents(pack_inpaint) as seen:
+    seen: list[torch.Tensor] = []
+    with recording_decoder(pack_inpaint, seen):
         result = pack_inpaint.inpaint(model, vae, dino, source, source_pose, target, settings, target_embeds=embed)
     feeds = dict(o=o, o_vae=o_vae, inputs=inputs, cond=o_cond, uncond=o_uncond, masked=o_masked, pose=o_pose, embed=embed)
     images, latents, timesteps = original_stage2(orig, full, steps, feeds)
@@ -356,7 +351,8 @@ def run_refine(orig: types.SimpleNamespace, paths: dict[str, Path], steps: int) 
     t = torch.tensor(999)
     row(name, "one UNet call (t=999)", model.unet(x, t, o_features), o["unet"](x, t, encoder_hidden_states=o_features).sample)
     noise = seeded_noise((1, 4, SIZE // 8, SIZE // 8), SEED)
-    with captured_latents(pack_refine) as seen:
+    seen: list[torch.Tensor] = []
+    with recording_decoder(pack_refine, seen):
         ours = pack_refine.refine(model, vae, dino, coarse, source, settings)
     for rescale in (2.0, 0.0):  # stage3_batchtest_refined_model.py passes guidance_rescale=guidance_scale (PCDMS.md §11)
         scheduler = UniPCMultistepScheduler.from_config(SD21_BASE_SCHEDULER_CONFIG, final_sigmas_type="sigma_min")
@@ -379,7 +375,6 @@ def run_refine(orig: types.SimpleNamespace, paths: dict[str, Path], steps: int) 
 PRIOR_HEADS, PRIOR_HEAD_DIM, PRIOR_LAYERS = 2, 8, 2  # tiny; embedding_dim 1024 and 2 + 4 tokens stay (PCDMS.md §13)
 
 
-@contextlib.contextmanager
 def fixed_variance_noise(seed: int, embed_dim: int):
     """The original draws UnCLIP's per-step noise from the GLOBAL RNG; give it the stream the pack uses instead:
     one CPU generator seeded `seed` whose first (embed_dim,) draw was the initial embedding (batch 1)."""
@@ -387,13 +382,8 @@ def fixed_variance_noise(seed: int, embed_dim: int):
 
     stream = torch.Generator("cpu").manual_seed(seed)
     torch.randn((embed_dim,), generator=stream)
-    draw = scheduling_unclip.randn_tensor
-    scheduling_unclip.randn_tensor = lambda shape, generator=None, device=None, dtype=None: torch.randn(
-        shape, generator=stream, dtype=dtype or torch.float32).to(device or "cpu")
-    try:
-        yield
-    finally:
-        scheduling_unclip.randn_tensor = draw
+    return patched(scheduling_unclip, "randn_tensor", lambda shape, generator=None, device=None, dtype=None: torch.randn(
+        shape, generator=stream, dtype=dtype or torch.float32).to(device or "cpu"))
 
 
 @torch.no_grad()
@@ -445,12 +435,14 @@ RUNNERS = {
     "refine": run_refine,
     "prior": run_prior,
 }
+ORIGINAL_STEPS = {"simplified": 50, "full": 20, "refine": 20, "prior": 20}  # demo notebook; batch-test scripts
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--original", type=Path, required=True, help="checkout of tencent-ailab/PCDMs (holds src/)")
-    parser.add_argument("--steps", type=int, default=5, help="sampling steps of every path (demo 50, paper 20)")
+    parser.add_argument("--steps", type=int, help="sampling steps of every path (default: the original scripts' "
+                        f"{ORIGINAL_STEPS})")
     parser.add_argument("--paths", nargs="+", choices=list(RUNNERS), default=list(RUNNERS))
     args = parser.parse_args()
     if not (args.original / "src" / "pipelines" / "PCDMs_pipeline.py").is_file():
@@ -462,12 +454,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         paths = write_files(Path(folder))
         for path in args.paths:
-            RUNNERS[path](orig, paths, args.steps)
+            RUNNERS[path](orig, paths, args.steps or ORIGINAL_STEPS[path])
     print(f"{'path':<16} {'quantity':<50} {'shape':<18} max |diff|")
     for path, quantity, shape, diff, control in ROWS:
         label = f"control: {quantity}" if control else quantity
         print(f"{path:<16} {label:<50} {str(shape):<18} {diff:.3e}{'  (should be > 0)' if control else ''}")
-    print(f"steps {args.steps}, fp32 CPU, {time.perf_counter() - start:.1f} s")
+    steps = args.steps or {p: ORIGINAL_STEPS[p] for p in args.paths}
+    print(f"steps {steps}, fp32 CPU, {time.perf_counter() - start:.1f} s")
     return 0
 
 
