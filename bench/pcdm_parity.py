@@ -1,6 +1,6 @@
 """Parity of the pack's PCDMs pipelines with the ORIGINAL code (tencent-ailab/PCDMs), tiny random models, fp32 CPU.
 
-    git --git-dir=<mirror of tencent-ailab/PCDMs> archive HEAD src | tar -x -C /tmp/pcdms_orig
+    git --git-dir=<PCDMs mirror> archive HEAD src stage2_batchtest_inpaint_model.py | tar -x -C /tmp/pcdms_orig
     python bench/pcdm_parity.py --original /tmp/pcdms_orig [--steps 5] [--paths simplified full refine prior]
 
 The original checkout stays outside the repository; it is put on sys.path at run time and run with the installed
@@ -10,7 +10,9 @@ dict. Both sides use the VAE posterior mode (the original's `latent_dist.sample`
 noise (`latents=`). The original forces fp16 in places: its pipeline modules see a `torch` whose float16 is
 float32, so everything runs fp32 (PCDMS.md §13). DINOv2 runs with the installed transformers' pos-emb
 interpolation on both sides; one extra row checks the pack's transformers-4.32.1 interpolation against that
-formula (PCDMS.md §5) patched into the stock model. Prints a table of max |difference|; asserts nothing.
+formula (PCDMS.md §5) patched into the stock model. Stage 1 gets fixed per-step noise. "control" rows compare
+ours with a deliberately altered original and must be clearly non-zero (else the comparison is blind to that
+difference). Prints a table of max |difference|; asserts nothing.
 """
 from __future__ import annotations
 
@@ -60,10 +62,9 @@ ROWS: list[tuple[str, str, tuple, float, bool]] = []
 
 
 def row(path: str, quantity: str, ours: torch.Tensor, original: torch.Tensor, control: bool = False) -> None:
-    """One table line: max |ours - original|. A control compares ours with a deliberately altered original
-    (a known deviation the pack avoids) and must come out clearly non-zero, else the comparison is blind to it."""
+    """One table line: max |ours - original| (a control: vs an original altered on purpose, expected > 0)."""
     if ours.shape != original.shape:
-        raise SystemExit(f"{path} / {quantity}: shapes differ, ours {tuple(ours.shape)} vs original {tuple(original.shape)}")
+        raise SystemExit(f"{path} / {quantity}: ours {tuple(ours.shape)} but original {tuple(original.shape)}")
     ROWS.append((path, quantity, tuple(ours.shape), (ours.float() - original.float()).abs().max().item(), control))
 
 
@@ -122,7 +123,7 @@ def posterior_mode():
 
 
 def legacy_dino_interpolation():
-    """transformers 4.32.1's DINOv2 pos-emb interpolation (PCDMS.md §5): scale_factor (n + 0.1) / sqrt(N), model dtype."""
+    """transformers 4.32.1's DINOv2 pos-emb interpolation (PCDMS.md §5): scale (n + 0.1) / sqrt(N), model dtype."""
     from transformers.models.dinov2.modeling_dinov2 import Dinov2Embeddings
 
     def interpolate(self, embeddings, height, width):
@@ -154,12 +155,14 @@ def write_files(folder: Path) -> dict[str, Path]:
     torch.save({"module": fx.stage2_state_dict(full=False), "global_steps": 1}, paths["simplified"])
     torch.save({"module": fx.stage2_state_dict(full=True)}, paths["full"])
     stage3 = {"unet.": fx.tiny_unet(in_channels=8, seed=5), "image_proj_model_p.": fx.tiny_image_proj(seed=6)}
-    torch.save({"module": {p + k: v.half() for p, m in stage3.items() for k, v in m.state_dict().items()}}, paths["refine"])
+    stage3 = {p + k: v.half() for p, m in stage3.items() for k, v in m.state_dict().items()}
+    torch.save({"module": stage3}, paths["refine"])
     for key in ("simplified", "full", "refine"):
         fx.write_with_config(paths[key], fx.UNET_SIDE_CONFIG)
     save_file({k: v.contiguous() for k, v in fx.tiny_vae().state_dict().items()}, str(paths["vae"]))
     fx.write_with_config(paths["vae"], {"norm_num_groups": 4})
-    save_file({k: v.contiguous() for k, v in fx.old_dinov2_keys(fx.tiny_dinov2().state_dict()).items()}, str(paths["dino"]))
+    dino = fx.old_dinov2_keys(fx.tiny_dinov2().state_dict())  # the hub files' transformers-4 names
+    save_file({k: v.contiguous() for k, v in dino.items()}, str(paths["dino"]))
     fx.write_with_config(paths["dino"], {"num_attention_heads": 2})
     return paths
 
@@ -212,7 +215,7 @@ def img_transform(image: Image.Image) -> torch.Tensor:
 
 
 def original_stage2_inputs(source: torch.Tensor, source_pose: torch.Tensor, target_pose: torch.Tensor) -> dict:
-    """The demo notebook's preprocessing of one item: PIL bicubic squares, [source | black] and [pose | pose] canvases."""
+    """The demo notebook's preprocessing of one item: PIL bicubic squares, [source | black], [pose | pose]."""
     from transformers import CLIPImageProcessor
 
     s_img = pil(source).resize((SIZE, SIZE), Image.BICUBIC)
@@ -232,8 +235,7 @@ def compare_dino(path: str, dino, o_dino, source: torch.Tensor, clip: torch.Tens
     with legacy_dino_interpolation():
         legacy = o_dino(pixel_values=clip).last_hidden_state
     row(path, "DINOv2 tokens, 4.32.1 interpolation", encode_dino(dino, source, legacy_interpolation=True), legacy)
-    row(path, "DINOv2 4.32.1 vs installed interpolation", encode_dino(dino, source, legacy_interpolation=True), tokens,
-        control=True)
+    row(path, "DINOv2 4.32.1 vs installed interpolation", encode_dino(dino, source, True), tokens, control=True)
     return tokens
 
 
@@ -273,15 +275,16 @@ def run_stage2(orig: types.SimpleNamespace, paths: dict[str, Path], full: bool, 
     context = torch.cat([o_cond, embed[:, None]], dim=1) if full else o_cond
     ours_eps = model.unet(x, t, encoder_hidden_states=context, pose_residual=o_pose, **labels)
     o_labels = {"class_labels": embed[:, None]} if full else {}
-    row(name, "one UNet call (t=981)", ours_eps, o["unet"](x, t, encoder_hidden_states=context, my_pose_cond=o_pose,
-                                                           **o_labels).sample)
+    o_eps = o["unet"](x, t, encoder_hidden_states=context, my_pose_cond=o_pose, **o_labels).sample
+    row(name, "one UNet call (t=981)", ours_eps, o_eps)
 
     ours_scheduler = pack_inpaint.make_scheduler(settings.scheduler)
     ours_scheduler.set_timesteps(steps)
     seen: list[torch.Tensor] = []
     with recording_decoder(pack_inpaint, seen):
         result = pack_inpaint.inpaint(model, vae, dino, source, source_pose, target, settings, target_embeds=embed)
-    feeds = dict(o=o, o_vae=o_vae, inputs=inputs, cond=o_cond, uncond=o_uncond, masked=o_masked, pose=o_pose, embed=embed)
+    feeds = dict(o=o, o_vae=o_vae, inputs=inputs, cond=o_cond, uncond=o_uncond, masked=o_masked, pose=o_pose,
+                 embed=embed)
     images, latents, timesteps = original_stage2(orig, full, steps, feeds)
     row(name, "timesteps", ours_scheduler.timesteps.float(), timesteps)
     row(name, "final latents", seen[0], latents)
@@ -296,31 +299,39 @@ def run_stage2(orig: types.SimpleNamespace, paths: dict[str, Path], full: bool, 
         row(name, "final latents, uncond = zeros", seen[0], latents, control=True)
 
 
+def original_unipc(final_sigmas_type: str = "sigma_min"):
+    """The batch-test scripts' UniPC; diffusers 0.24 (their pin) ended on sigma(t=0) (PCDMS.md §7)."""
+    from diffusers import UniPCMultistepScheduler
+
+    return UniPCMultistepScheduler.from_config(SD21_BASE_SCHEDULER_CONFIG, final_sigmas_type=final_sigmas_type)
+
+
 def original_stage2(orig: types.SimpleNamespace, full: bool, steps: int, feeds: dict,
                     final_sigmas_type: str = "sigma_min") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One original stage-2 run from the original's conditions: (images [0,1], final latents, timesteps)."""
-    from diffusers import DDIMScheduler, UniPCMultistepScheduler
+    from diffusers import DDIMScheduler
 
     noise = seeded_noise((1, 4, SIZE // 8, SIZE // 4), SEED)
     last: list[torch.Tensor] = []
+    o, inputs = feeds["o"], feeds["inputs"]
     with posterior_mode():
-        if full:  # stage2_batchtest_inpaint_model.py; diffusers 0.24 ended UniPC on sigma(t=0) (PCDMS.md §7)
-            scheduler = UniPCMultistepScheduler.from_config(SD21_BASE_SCHEDULER_CONFIG, final_sigmas_type=final_sigmas_type)
-            pipe = orig.stage2.Stage2_InpaintDiffusionPipeline(vae=feeds["o_vae"], unet=feeds["o"]["unet"], scheduler=scheduler)
+        if full:  # stage2_batchtest_inpaint_model.py
+            scheduler = original_unipc(final_sigmas_type)
+            pipe = orig.stage2.Stage2_InpaintDiffusionPipeline(vae=feeds["o_vae"], unet=o["unet"], scheduler=scheduler)
             pipe.set_progress_bar_config(disable=True)
             images = pipe(height=SIZE, width=2 * SIZE, num_inference_steps=steps, guidance_scale=2.0, latents=noise,
-                          output_type="pt", vae_image=feeds["inputs"]["vae_image"], s_img_proj_f=feeds["cond"],
+                          output_type="pt", vae_image=inputs["vae_image"], s_img_proj_f=feeds["cond"],
                           st_pose_f=feeds["pose"], pred_t_img_embed=feeds["embed"][:, None],
                           callback=lambda i, t, lat: last.append(lat.clone())).images
         else:  # the demo notebook
             scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                                       beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
                                       steps_offset=1)
-            pipe = orig.pcdms.PCDMsPipeline(vae=feeds["o_vae"], text_encoder=None, tokenizer=None, unet=feeds["o"]["unet"],
+            pipe = orig.pcdms.PCDMsPipeline(vae=feeds["o_vae"], text_encoder=None, tokenizer=None, unet=o["unet"],
                                             scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                             requires_safety_checker=False)
             pipe.set_progress_bar_config(disable=True)
-            images = pipe(simg_mask_latents=feeds["masked"], mask=feeds["inputs"]["mask"], cond_pose=feeds["pose"],
+            images = pipe(simg_mask_latents=feeds["masked"], mask=inputs["mask"], cond_pose=feeds["pose"],
                           prompt_embeds=feeds["cond"], negative_prompt_embeds=feeds["uncond"], height=SIZE,
                           width=2 * SIZE, num_inference_steps=steps, guidance_scale=2.0, latents=noise,
                           output_type="pt",
@@ -332,7 +343,6 @@ def original_stage2(orig: types.SimpleNamespace, full: bool, steps: int, feeds: 
 @torch.no_grad()
 def run_refine(orig: types.SimpleNamespace, paths: dict[str, Path], steps: int) -> None:
     """Stage 3 (Stage3_RefinedPipeline, UniPC, zeros uncond for tokens AND coarse latents, guidance_rescale 2.0)."""
-    from diffusers import UniPCMultistepScheduler
     from transformers import CLIPImageProcessor
 
     name = "refine/unipc"
@@ -345,24 +355,25 @@ def run_refine(orig: types.SimpleNamespace, paths: dict[str, Path], steps: int) 
     tokens = compare_dino(name, dino, o_dino, source, clip)
     o_features = o["image_proj"](tokens)
     row(name, "projected cond tokens", model.image_proj(encode_dino(dino, source, False)), o_features)
-    settings = pack_refine.RefineSettings(steps=steps, guidance_scale=2.0, guidance_rescale=pack_refine.PAPER_GUIDANCE_RESCALE,
-                                          seed=SEED, size=SIZE, fit="stretch", legacy_dino_interpolation=False)
+    settings = pack_refine.RefineSettings(steps=steps, guidance_scale=2.0, seed=SEED, size=SIZE, fit="stretch",
+                                          guidance_rescale=pack_refine.PAPER_GUIDANCE_RESCALE,
+                                          legacy_dino_interpolation=False)
     x = torch.randn(1, 8, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(7))
     t = torch.tensor(999)
-    row(name, "one UNet call (t=999)", model.unet(x, t, o_features), o["unet"](x, t, encoder_hidden_states=o_features).sample)
+    o_eps = o["unet"](x, t, encoder_hidden_states=o_features).sample
+    row(name, "one UNet call (t=999)", model.unet(x, t, o_features), o_eps)
     noise = seeded_noise((1, 4, SIZE // 8, SIZE // 8), SEED)
     seen: list[torch.Tensor] = []
     with recording_decoder(pack_refine, seen):
         ours = pack_refine.refine(model, vae, dino, coarse, source, settings)
-    for rescale in (2.0, 0.0):  # stage3_batchtest_refined_model.py passes guidance_rescale=guidance_scale (PCDMS.md §11)
-        scheduler = UniPCMultistepScheduler.from_config(SD21_BASE_SCHEDULER_CONFIG, final_sigmas_type="sigma_min")
-        pipe = orig.stage3.Stage3_RefinedPipeline(vae=o_vae, unet=o["unet"], scheduler=scheduler)
+    for rescale in (2.0, 0.0):  # the stage-3 batch test passes guidance_rescale=guidance_scale (PCDMS.md §11)
+        pipe = orig.stage3.Stage3_RefinedPipeline(vae=o_vae, unet=o["unet"], scheduler=original_unipc())
         pipe.set_progress_bar_config(disable=True)
         last: list[torch.Tensor] = []
         with posterior_mode():
-            images = pipe(height=SIZE, width=SIZE, vae_gen_t_image=img_transform(pil(coarse[0])), s_img_proj_f=o_features,
-                          num_images_per_prompt=1, guidance_scale=2.0, guidance_rescale=rescale, latents=noise.clone(),
-                          num_inference_steps=steps, output_type="pt",
+            images = pipe(height=SIZE, width=SIZE, vae_gen_t_image=img_transform(pil(coarse[0])),
+                          s_img_proj_f=o_features, num_images_per_prompt=1, guidance_scale=2.0,
+                          guidance_rescale=rescale, latents=noise.clone(), num_inference_steps=steps, output_type="pt",
                           callback=lambda i, t, lat: last.append(lat.clone())).images
         if rescale:
             row(name, "final latents", seen[0], last[-1])
@@ -382,18 +393,21 @@ def fixed_variance_noise(seed: int, embed_dim: int):
 
     stream = torch.Generator("cpu").manual_seed(seed)
     torch.randn((embed_dim,), generator=stream)
-    return patched(scheduling_unclip, "randn_tensor", lambda shape, generator=None, device=None, dtype=None: torch.randn(
-        shape, generator=stream, dtype=dtype or torch.float32).to(device or "cpu"))
+    def draw(shape, generator=None, device=None, dtype=None):
+        return torch.randn(shape, generator=stream, dtype=dtype or torch.float32).to(device or "cpu")
+
+    return patched(scheduling_unclip, "randn_tensor", draw)
 
 
 @torch.no_grad()
 def run_prior(orig: types.SimpleNamespace, paths: dict[str, Path], steps: int) -> None:
-    """Stage 1 (Stage1_PriorPipeline, UnCLIP, guidance 0 as the batch-test default, fixed initial and per-step noise)."""
+    """Stage 1 (Stage1_PriorPipeline, UnCLIP, guidance 0 as in the batch test, fixed initial and per-step noise)."""
     from diffusers import UnCLIPScheduler
 
     name = "prior/unclip"
-    o_prior = orig.prior_model.Stage1_PriorTransformer(num_attention_heads=PRIOR_HEADS, attention_head_dim=PRIOR_HEAD_DIM,
-                                                       num_layers=PRIOR_LAYERS, embedding_dim=1024, num_embeddings=2)
+    o_prior = orig.prior_model.Stage1_PriorTransformer(num_attention_heads=PRIOR_HEADS, num_layers=PRIOR_LAYERS,
+                                                       attention_head_dim=PRIOR_HEAD_DIM, embedding_dim=1024,
+                                                       num_embeddings=2)
     state = {k: v.half() for k, v in fx.randomise(o_prior, 8).state_dict().items()}  # fp16, as released
     torch.save({"module": state, "global_steps": 1}, paths["prior"])
     fx.write_with_config(paths["prior"], {"num_attention_heads": PRIOR_HEADS, "attention_head_dim": PRIOR_HEAD_DIM})
@@ -404,28 +418,32 @@ def run_prior(orig: types.SimpleNamespace, paths: dict[str, Path], steps: int) -
     s_pose, t_pose = torch.rand(1, 36, generator=generator), torch.rand(1, 36, generator=generator)
     x = torch.randn(1, 1024, generator=generator)
     ours = model(x, torch.tensor(526), embed, s_pose, t_pose)
-    theirs = o_prior(x[:, None], timestep=torch.tensor(526), proj_embedding=embed[:, None], encoder_hidden_states=s_pose[:, None],
-                     encoder_hidden_states1=t_pose[:, None]).predicted_image_embedding
+    theirs = o_prior(x[:, None], timestep=torch.tensor(526), proj_embedding=embed[:, None],
+                     encoder_hidden_states=s_pose[:, None], encoder_hidden_states1=t_pose[:, None])
+    theirs = theirs.predicted_image_embedding
     row(name, "one prior call (t=526)", ours, theirs)
 
     # the scheduler kandinsky-2-2-prior ships, as documented in PCDMS.md §7 (its hub file was not verified)
     scheduler = UnCLIPScheduler(num_train_timesteps=1000, variance_type="fixed_small_log", clip_sample=True,
                                 clip_sample_range=10.0, prediction_type="sample", beta_schedule="squaredcos_cap_v2")
-    pipe = orig.prior_pipe.Stage1_PriorPipeline(prior=o_prior, image_encoder=None, scheduler=scheduler, image_processor=None)
+    pipe = orig.prior_pipe.Stage1_PriorPipeline(prior=o_prior, image_encoder=None, scheduler=scheduler,
+                                                image_processor=None)
     pipe.set_progress_bar_config(disable=True)
     pipe.get_zero_embed = lambda *args, **kwargs: None  # builds an unused zero-image embedding; needs the ViT-bigG
+
+    def original() -> torch.Tensor:
+        return pipe(s_embed=embed[:, None], s_pose=s_pose[:, None], t_pose=t_pose[:, None], num_images_per_prompt=1,
+                    num_inference_steps=steps, latents=seeded_noise((1, 1024), SEED), guidance_scale=0.0).image_embeds
+
     ours = pack_prior.sample_prior(model, embed, s_pose, t_pose, steps=steps, guidance=0.0, seed=SEED)
     with fixed_variance_noise(SEED, 1024):
-        theirs = pipe(s_embed=embed[:, None], s_pose=s_pose[:, None], t_pose=t_pose[:, None], num_images_per_prompt=1,
-                      num_inference_steps=steps, latents=seeded_noise((1, 1024), SEED), guidance_scale=0.0).image_embeds
+        theirs = original()
     ours_scheduler = pack_prior.make_prior_scheduler()
     ours_scheduler.set_timesteps(steps)
     row(name, "timesteps", ours_scheduler.timesteps.float(), pipe.scheduler.timesteps.float())
     row(name, "predicted target embedding", ours, theirs)
     torch.manual_seed(SEED + 100)  # the original's own behaviour: step noise from the global RNG
-    theirs = pipe(s_embed=embed[:, None], s_pose=s_pose[:, None], t_pose=t_pose[:, None], num_images_per_prompt=1,
-                  num_inference_steps=steps, latents=seeded_noise((1, 1024), SEED), guidance_scale=0.0).image_embeds
-    row(name, "step noise from another stream", ours, theirs, control=True)
+    row(name, "step noise from another stream", ours, original(), control=True)
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -445,8 +463,9 @@ def main() -> int:
                         f"{ORIGINAL_STEPS})")
     parser.add_argument("--paths", nargs="+", choices=list(RUNNERS), default=list(RUNNERS))
     args = parser.parse_args()
-    if not (args.original / "src" / "pipelines" / "PCDMs_pipeline.py").is_file():
-        parser.error(f"{args.original} is not a PCDMs checkout: src/pipelines/PCDMs_pipeline.py is missing")
+    for needed in ("src/pipelines/PCDMs_pipeline.py", "stage2_batchtest_inpaint_model.py"):
+        if not (args.original / needed).is_file():
+            parser.error(f"{args.original} is not a tencent-ailab/PCDMs checkout: {needed} is missing")
     torch.set_num_threads(2)
     warnings.filterwarnings("ignore", category=FutureWarning)  # the original's deprecated diffusers mixins
     start = time.perf_counter()
