@@ -110,7 +110,8 @@ def _ms(fn, repeat):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = its default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="onnxruntime and torch threads (0 = their defaults); 1 measures the one-core target")
     args = parser.parse_args()
     _pack()
     from posetransfer.pose import detector as det
@@ -122,13 +123,15 @@ def main() -> None:
                                    detector_standin(Path(tmp) / "det.onnx", rng), provider="CPU")
         if args.threads:
             import onnxruntime as ort
+            import torch
+
+            torch.set_num_threads(args.threads)  # the letterbox resize runs on torch's uint8 kernel
             options = ort.SessionOptions()
             options.intra_op_num_threads = args.threads
             for m in (model.pose, model.detector):
                 m.session = ort.InferenceSession(m.path, sess_options=options, providers=["CPUExecutionProvider"])
         print(f"providers: pose {model.pose.providers}, detector {model.detector.providers}")
-        print("columns: pre/post steps in numpy; total/frame = DWPose end to end (letterbox resize by OpenCV when "
-              "installed, else numpy)")
+        print("columns: pre/post steps (letterbox resize on torch, the rest numpy); total/frame = DWPose end to end")
         print(f"{'size':>6} {'frames':>6} | {'letterbox':>9} {'det post':>8} {'crop':>6} {'pose post':>9} "
               f"{'pre+post':>8} | {'detector':>8} {'pose net':>8} | {'total/frame':>11}  (ms)")
         raw = model.detector.run(np.zeros((1, 3, 640, 640), np.float32))[0][0]

@@ -1,28 +1,26 @@
-"""Image resampling in numpy with OpenCV's geometry (no OpenCV dependency).
+"""Image resampling with OpenCV's geometry (no OpenCV dependency).
 
 `resize_linear` follows `cv2.resize(..., INTER_LINEAR)`: half-pixel centres, edge replication, no
-antialiasing (within one grey level of OpenCV, whose uint8 path rounds in fixed point). `warp_affine`
-follows `cv2.warpAffine(..., INTER_LINEAR, BORDER_CONSTANT 0)` for the pose model's crops.
+antialiasing (within one grey level of OpenCV, whose uint8 path rounds in fixed point); it runs on torch's
+uint8 kernel, several times faster than numpy on a 1024 px frame. `warp_affine` follows
+`cv2.warpAffine(..., INTER_LINEAR, BORDER_CONSTANT 0)` for the pose model's crops, in numpy.
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 
-def _taps(positions: np.ndarray, size: int, zero_border: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _taps(positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """2-tap linear interpolation along one axis at float sample `positions` (pixel-index coordinates):
-    indices and weights of the left and right taps. Border: replicate (resize) or constant 0 (warp)."""
+    indices and weights of the left and right taps; taps outside the image weigh 0 (OpenCV's constant border)."""
     left = np.floor(positions)
     frac = (positions - left).astype(np.float32)
     left = left.astype(np.int64)
     right = left + 1
-    w_left, w_right = 1.0 - frac, frac
-    if zero_border:
-        w_left = w_left * ((left >= 0) & (left < size))
-        w_right = w_right * ((right >= 0) & (right < size))
-    else:
-        before = left < 0  # OpenCV replicates the first sample
-        w_left, w_right = np.where(before, np.float32(1.0), w_left), np.where(before, np.float32(0.0), w_right)
+    w_left = (1.0 - frac) * ((left >= 0) & (left < size))
+    w_right = frac * ((right >= 0) & (right < size))
     return np.clip(left, 0, size - 1), np.clip(right, 0, size - 1), w_left.astype(np.float32), w_right.astype(np.float32)
 
 
@@ -55,22 +53,15 @@ def _resample(image: np.ndarray, y_taps: tuple, x_taps: tuple) -> np.ndarray:
     return out.reshape(height, len(x0), channels)
 
 
-def _round_uint8(values: np.ndarray) -> np.ndarray:
-    values += 0.5
-    np.floor(values, out=values)
-    return np.clip(values, 0, 255, out=values).astype(np.uint8)
-
-
 def resize_linear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of uint8 (H,W[,C]) to (height,width[,C]); returns uint8."""
     if image.shape[:2] == (height, width):
         return image.copy()
-    src_h, src_w = image.shape[:2]
-    y_pos = (np.arange(height) + 0.5) * (src_h / height) - 0.5  # half-pixel centres, as OpenCV
-    x_pos = (np.arange(width) + 0.5) * (src_w / width) - 0.5
     planar = image[..., None] if image.ndim == 2 else image
-    out = _resample(planar, _taps(y_pos, src_h, False), _taps(x_pos, src_w, False))
-    out = _round_uint8(out)
+    pixels = torch.from_numpy(np.ascontiguousarray(planar)).permute(2, 0, 1)[None]
+    resized = F.interpolate(pixels.contiguous(memory_format=torch.channels_last), size=(height, width),
+                            mode="bilinear", align_corners=False, antialias=False)
+    out = resized[0].permute(1, 2, 0).contiguous().numpy()
     return out[..., 0] if image.ndim == 2 else out
 
 
@@ -106,4 +97,4 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, height: int, width: int) 
     x_pos = inverse[0, 0] * np.arange(width, dtype=np.float64) + inverse[0, 2]
     y_pos = inverse[1, 1] * np.arange(height, dtype=np.float64) + inverse[1, 2]
     h, w = image.shape[:2]
-    return _resample(image, _taps(y_pos, h, True), _taps(x_pos, w, True))
+    return _resample(image, _taps(y_pos, h), _taps(x_pos, w))
