@@ -28,6 +28,13 @@ def _precision_input() -> object:
     return io.Combo.Input("precision", options=list(PRECISIONS), default="auto", tooltip=PRECISION_TOOLTIP)
 
 
+def _encoder_output(load, clip_name: str, precision: str) -> io.NodeOutput:
+    """A frozen encoder from models/clip_vision, on the device ComfyUI uses for auxiliary encoders."""
+    device = encoder_device()
+    model = load(resolve_model_file("clip_vision", clip_name)).to(resolve_dtype(precision, device))
+    return io.NodeOutput(wrap_model(model, device))
+
+
 class PCDMLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -75,10 +82,7 @@ class DINOv2Loader(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip_name: str, precision: str = "auto") -> io.NodeOutput:
-        path = resolve_model_file("clip_vision", clip_name)
-        device = encoder_device()
-        model = load_dinov2(path).to(resolve_dtype(precision, device))
-        return io.NodeOutput(wrap_model(model, device))
+        return _encoder_output(load_dinov2, clip_name, precision)
 
 
 class CLIPVisionLoader(io.ComfyNode):
@@ -102,10 +106,7 @@ class CLIPVisionLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip_name: str, precision: str = "auto") -> io.NodeOutput:
-        path = resolve_model_file("clip_vision", clip_name)
-        device = encoder_device()
-        model = load_clip_vision(path).to(resolve_dtype(precision, device))
-        return io.NodeOutput(wrap_model(model, device))
+        return _encoder_output(load_clip_vision, clip_name, precision)
 
 
 class VAELoader(io.ComfyNode):
