@@ -4,7 +4,7 @@ import torch
 from safetensors.torch import save_file
 
 from posetransfer.models.checkpoints import CheckpointError
-from posetransfer.models.vae import build_vae, convert_vae_keys, decode_latents, encode_latents, load_vae, vae_config
+from posetransfer.models.vae import convert_vae_keys, decode_latents, encode_latents, load_vae, vae_config
 
 from .pcdm.conftest import tiny_vae
 
