@@ -16,6 +16,9 @@ BOX_PADDING = 1.25
 SIMCC_SPLIT_RATIO = 2.0
 MEAN = np.array([123.675, 116.28, 103.53])  # ImageNet, RGB order (the mmpose config has bgr_to_rgb=True)
 STD = np.array([58.395, 57.12, 57.375])
+# (level - MEAN) / STD for every uint8 level per channel, in float64 then float32 as the reference computes it:
+# a lookup gives the same numbers as the arithmetic at a fraction of its cost.
+_NORMALISED_LEVELS = ((np.arange(256)[None, :] - MEAN[:, None]) / STD[:, None]).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,8 @@ def crop_input(image_rgb: np.ndarray, crop: Crop, input_w: int, input_h: int) ->
     """uint8 RGB (H,W,3) -> normalised float32 (3, input_h, input_w) network input for one crop."""
     patch = warp_affine(image_rgb, crop_matrix(crop, input_w, input_h), input_h, input_w)
     # Round like OpenCV's uint8 warp before normalising, so inputs match the reference pipeline's.
-    patch = np.clip(np.floor(patch + 0.5), 0, 255)
-    return ((patch - MEAN) / STD).astype(np.float32).transpose(2, 0, 1)
+    levels = np.clip(np.floor(patch + 0.5), 0, 255).astype(np.uint8)
+    return np.stack([_NORMALISED_LEVELS[channel][levels[..., channel]] for channel in range(3)])
 
 
 def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray,

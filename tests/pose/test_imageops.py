@@ -47,3 +47,13 @@ def test_resize_within_one_level_of_opencv():
         ours = resize_linear(image, *size).astype(int)
         theirs = cv2.resize(image, size[::-1], interpolation=cv2.INTER_LINEAR).astype(int)
         assert np.abs(ours - theirs).max() <= 1
+
+
+def test_crop_input_normalises_exactly_like_the_reference_arithmetic():
+    from posetransfer.pose import topdown
+
+    image = np.random.default_rng(3).integers(0, 256, (200, 150, 3), dtype=np.uint8)
+    crop = topdown.crop_for_box(np.array([20.0, 10.0, 120.0, 190.0]), 288, 384)
+    patch = warp_affine(image, topdown.crop_matrix(crop, 288, 384), 384, 288)
+    expected = ((np.clip(np.floor(patch + 0.5), 0, 255) - topdown.MEAN) / topdown.STD).astype(np.float32)
+    np.testing.assert_array_equal(topdown.crop_input(image, crop, 288, 384), expected.transpose(2, 0, 1))
