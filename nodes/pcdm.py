@@ -10,9 +10,10 @@ from ..models.images import FIT_MODES, bchw_to_comfy, comfy_to_bchw
 from ..models.pcdm.inpaint import (InpaintSettings, extract_pose_renders, inpaint, memory_estimate,
                                    render_pose_frames)
 from ..models.pcdm.schedulers import SCHEDULERS
-from .comfy_adapter import (io, load_models, make_schema, model_file_list, progress_callback, resolve_model_file,
+from .comfy_adapter import (io, load_models, make_schema, progress_callback, resolve_model_file,
                             to_output)
 from .loaders import CATEGORY, Dinov2Model, PcdmEmbedding, PcdmModel, SdVae
+from .pose import onnx_model_files
 
 POSE_KEYPOINT = io.Custom("POSE_KEYPOINT")
 DWPOSE_HINT = ("Put the DWPose ONNX files (dw-ll_ucoco_384.onnx and yolox_l.onnx from the Hugging Face repository "
@@ -150,9 +151,9 @@ class PCDMPoseTransfer(io.ComfyNode):
             search_aliases=["pcdms", "pose transfer", "repose", "one step"],
             inputs=[
                 *_model_inputs(), *_sampling_inputs(),
-                io.Combo.Input("dwpose_model", options=model_file_list("dwpose"), default="dw-ll_ucoco_384.onnx",
+                io.Combo.Input("dwpose_model", options=onnx_model_files(), default="dw-ll_ucoco_384.onnx",
                                tooltip="DWPose keypoint model (ONNX) in models/dwpose."),
-                io.Combo.Input("detector_model", options=model_file_list("dwpose"), default="yolox_l.onnx",
+                io.Combo.Input("detector_model", options=onnx_model_files(), default="yolox_l.onnx",
                                tooltip="YOLOX person detector (ONNX) in models/dwpose."),
                 io.Image.Input("target_pose", optional=True, tooltip="Target pose render(s); a batch gives a batch."),
                 POSE_KEYPOINT.Input("target_pose_keypoint", optional=True,

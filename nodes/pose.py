@@ -31,7 +31,8 @@ STYLE_TOOLTIP = ("pcdms: what the PCDMs models were trained on (thin hands, no f
                  "controlnet_aux: the comfyui_controlnet_aux DWPose look (thick hands, face dots).")
 
 
-def _onnx_files() -> list[str]:
+def onnx_model_files() -> list[str]:
+    """The ONNX files of the dwpose folder (it also lists other packs' TorchScript files, which we cannot run)."""
     return [f for f in model_file_list("dwpose") if f.lower().endswith(".onnx")]
 
 
@@ -70,7 +71,7 @@ def _without(frame: PoseFrame, hands: bool, face: bool) -> PoseFrame:
 class DWPoseLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        files = _onnx_files()
+        files = onnx_model_files()
         return make_schema(
             node_id="PoseTransferDWPoseLoader",
             display_name="PoseTransfer DWPose Loader",
