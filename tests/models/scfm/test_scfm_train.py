@@ -11,7 +11,10 @@ from PIL import Image
 from posetransfer.cli import scfm as scfm_cli
 from posetransfer.models.scfm.checkpoint import load_scfm
 from posetransfer.models.scfm.losses import DiffusionTerms, diffusion_loss
-from posetransfer.models.scfm.train import TrainSettings, find_pairs, train
+from posetransfer.models.scfm.train import TrainSettings, find_pairs, learning_rate, train
+from posetransfer.models.scfm.vgg import load_vgg19
+
+from .test_scfm_flow_losses import tiny_vgg_state
 
 BODY = [[32, 10], [32, 18], [26, 18], [24, 28], [23, 36], [38, 18], [40, 28], [41, 36], [28, 38],
         [28, 48], [28, 58], [36, 38], [36, 48], [36, 58], [30, 8], [34, 8], [-1, -1], [-1, -1]]
@@ -61,18 +64,42 @@ def test_data_errors_name_the_problem(tmp_path):
         find_pairs(tmp_path)
 
 
+def test_default_schedule_reaches_its_rate_and_averages_over_the_run():
+    short = TrainSettings(steps=1000).resolved()
+    assert (short.warmup, short.ema_decay) == (50, pytest.approx(0.99))
+    assert learning_rate(short, 1) == pytest.approx(2e-5 * (0.04 + 0.96 / 50))
+    assert learning_rate(short, 50) == learning_rate(short, 1000) == pytest.approx(2e-5)
+    full = TrainSettings(steps=2_400_000).resolved()  # the original's run: its own constants
+    assert (full.warmup, full.ema_decay) == (5000, 0.9999)
+    assert TrainSettings(steps=1000, warmup=7, ema_decay=0.5).resolved().warmup == 7
+
+
+def test_vgg_is_required_unless_the_correctness_loss_is_off(tmp_path, tiny_config):
+    _dataset(tmp_path / "data")
+    with pytest.raises(ValueError, match="VGG19"):
+        train(tmp_path / "data", tmp_path / "o.pt", settings=TrainSettings(steps=1), config=tiny_config)
+
+
 def test_few_steps_train_resume_and_load(tmp_path, tiny_config):
     _dataset(tmp_path / "data")
     assert len(find_pairs(tmp_path / "data")) == 4
+    torch.save(tiny_vgg_state(), tmp_path / "vgg19.pth")
+    vgg = load_vgg19(tmp_path / "vgg19.pth")
     out = tmp_path / "scfm_last.pt"
     seen = []
     settings = TrainSettings(steps=2, batch_pairs=1, warmup=2, save_every=2)
-    train(tmp_path / "data", out, settings=settings, config=tiny_config, log=lambda step, l: seen.append((step, l)))
+    train(tmp_path / "data", out, settings=settings, config=tiny_config, vgg=vgg,
+          log=lambda step, l: seen.append((step, l)))
     assert [step for step, _ in seen] == [1, 2] and all(math.isfinite(l["loss"]) for _, l in seen)
+    parts = seen[0][1]
+    assert {"mse", "vb", "diffusion", "correctness", "regularisation"} <= set(parts)
+    assert parts["loss"] == pytest.approx(parts["diffusion"] + parts["correctness"] + 0.0025 * parts["regularisation"],
+                                          rel=1e-5)
     first = torch.load(out, weights_only=True)
     assert int(first["step"]) == 2 and first["optimizer"]["state"]
     # Resume: only step 3 runs; the optimizer state and weights continue from the file.
-    train(tmp_path / "data", out, settings=TrainSettings(steps=3, batch_pairs=1, warmup=2, save_every=10),
+    train(tmp_path / "data", out, settings=TrainSettings(steps=3, batch_pairs=1, warmup=2, save_every=10,
+                                                         lambda_correctness=0.0),
           log=lambda step, l: seen.append((step, l)))
     assert [step for step, _ in seen] == [1, 2, 3]
     second = torch.load(out, weights_only=True)
@@ -92,5 +119,11 @@ def test_cli_registers_scfm_train(tmp_path, tiny_config):
     _dataset(tmp_path / "data")
     args = parser.parse_args(["scfm-train", str(tmp_path / "data"), "--out", str(tmp_path / "o.pt"), "--config",
                               str(config), "--steps", "1", "--batch-pairs", "1", "--device", "cpu"])
+    with pytest.raises(ValueError, match="--vgg PATH"):
+        args.func(args)
+    torch.save(tiny_vgg_state(), tmp_path / "vgg19.pth")
+    args = parser.parse_args(["scfm-train", str(tmp_path / "data"), "--out", str(tmp_path / "o.pt"), "--config",
+                              str(config), "--steps", "1", "--batch-pairs", "1", "--device", "cpu",
+                              "--vgg", str(tmp_path / "vgg19.pth")])
     assert args.func(args) == 0
     assert load_scfm(tmp_path / "o.pt").config == tiny_config
