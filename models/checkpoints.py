@@ -13,51 +13,67 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import torch
 
+from ..errors import PoseTransferError
 from . import restricted_pickle
+from .checkpoint_kinds import KIND_DESCRIPTIONS, Kind, describe_unknown, detect_kind  # noqa: F401 - re-exported
 
 
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
-
-class Kind(str, Enum):
-    PCDM_SIMPLIFIED = "pcdm_simplified"
-    PCDM_STAGE2 = "pcdm_stage2_full"
-    PCDM_STAGE3 = "pcdm_stage3"
-    PCDM_PRIOR = "pcdm_prior"
-    SCFM = "scfm"
-    VAE_DIFFUSERS = "vae_diffusers"
-    VAE_LDM = "vae_ldm"
-    DINOV2 = "dinov2"
-    CLIP_VISION = "clip_vision"
-    UNKNOWN = "unknown"
-
-
-KIND_DESCRIPTIONS = {
-    Kind.PCDM_SIMPLIFIED: "the simplified PCDMs stage-2 model (PCDMs_ckpt.pt: unet + pose_proj + image_proj_model)",
-    Kind.PCDM_STAGE2: "the full PCDMs stage-2 inpainting model (unet with class embedding + pose_proj + image_proj_model_p)",
-    Kind.PCDM_STAGE3: "a PCDMs stage-3 refinement model (8-channel unet + image_proj_model_p)",
-    Kind.PCDM_PRIOR: "a PCDMs stage-1 prior transformer",
-    Kind.SCFM: "an SCFM denoising model (flow_net + cct_block + U-Net)",
-    Kind.VAE_DIFFUSERS: "a Stable Diffusion VAE (diffusers layout)",
-    Kind.VAE_LDM: "a Stable Diffusion VAE (original LDM layout)",
-    Kind.DINOV2: "a DINOv2 image encoder (transformers layout)",
-    Kind.CLIP_VISION: "a CLIP vision encoder (transformers layout)",
-    Kind.UNKNOWN: "not a model this pack recognises",
-}
 
 # Checked in this order: SCFM training files hold both "model" and "ema"; inference uses "ema".
 CONTAINER_KEYS = ("ema", "module", "state_dict", "model")
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 
 
-class CheckpointError(ValueError):
+SIDE_CONFIG_MAX_BYTES = 1 << 20  # a side config is a few hundred bytes; anything larger is not one
+
+
+class CheckpointError(PoseTransferError):
     """A model file that cannot be used as asked; the message names the file and what to do."""
+
+
+class SideConfigError(CheckpointError):
+    """The weights contradict a number they cannot show (head or group count): raised by config inference, which
+    does not know the file, and re-raised by `build_model` naming the file and the side config to add or fix."""
+
+    def __init__(self, problem: str, setting: str, from_side_config: bool):
+        self.problem, self.setting, self.from_side_config = problem, setting, from_side_config
+        super().__init__(f"{problem}; the model's side config must set {setting}")
+
+    def for_file(self, path: str, config_source: str | None) -> CheckpointError:
+        if self.from_side_config:
+            return CheckpointError(f"{path}: {self.problem}. Fix {self.setting} in {config_source or 'its side config'} "
+                                   "to the value of the model's original config.")
+        return CheckpointError(
+            f"{path}: {self.problem}. That number is not stored in the weights, so this file needs a side config: "
+            f"create {side_config_path(path)} holding {{{self.setting}}} with the value of the model's original "
+            "config (a safetensors file may carry it as 'config' metadata instead).")
+
+
+def check_split(count: int, widths: Iterable[int], *, setting: str, default_unit: int | None = None) -> None:
+    """Heads or GroupNorm groups must split every width they divide exactly.
+
+    `count` came from a side config when `default_unit` is None; otherwise it is the full-size default, which
+    holds only when every width is a multiple of `default_unit` (64-channel heads, 32 groups)."""
+    widths = [int(w) for w in widths]
+    if default_unit is not None:
+        bad = sorted({w for w in widths if w % default_unit})
+        if bad:
+            raise SideConfigError(f"its layers are {bad} channels wide, not multiples of {default_unit}, so the "
+                                  f"full-size default for {setting} cannot hold", f'"{setting}": <the model\'s value>',
+                                  from_side_config=False)
+        return
+    bad = sorted({w for w in widths if count <= 0 or w % count})
+    if bad:
+        raise SideConfigError(f"its side config sets {setting} = {count}, which does not divide the layer widths {bad}",
+                              setting, from_side_config=True)
 
 
 @dataclass
@@ -68,6 +84,7 @@ class Checkpoint:
     kind: Kind
     metadata: dict[str, str] = field(default_factory=dict)
     config: dict | None = None
+    config_source: str | None = None  # where `config` was read: the side file, or the safetensors metadata
 
     @property
     def description(self) -> str:
@@ -81,16 +98,25 @@ def read_checkpoint(path: str | os.PathLike, expect: Kind | Iterable[Kind] | Non
     With `expect`, a file of another kind raises `CheckpointError` saying what the file really is.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path} is a folder, not a model file: choose the weights file inside it.")
     if not os.path.isfile(path):
         raise CheckpointError(f"Model file not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): its download or copy never finished. Download it again.")
     metadata: dict[str, str] = {}
-    if _is_safetensors(path):
-        state_dict, metadata = _read_safetensors(path)
-        container = "safetensors"
-    else:
-        state_dict, container = _unwrap(_read_pickle(path), path)
+    try:
+        if _is_safetensors(path):
+            state_dict, metadata = _read_safetensors(path)
+            container = "safetensors"
+        else:
+            state_dict, container = _unwrap(_read_pickle(path), path)
+    except OSError as error:  # unreadable (permissions, a disk error): not the file's content
+        raise CheckpointError(f"{path} could not be read ({type(error).__name__}: {_first_line(error)}). "
+                              "Check that the file is readable and the disk is healthy.") from error
     kind = detect_kind(state_dict)
-    checkpoint = Checkpoint(path, state_dict, container, kind, metadata, _side_config(path, metadata))
+    config, config_source = _side_config(path, metadata)
+    checkpoint = Checkpoint(path, state_dict, container, kind, metadata, config, config_source)
     if expect is not None:
         require_kind(checkpoint, expect)
     return checkpoint
@@ -107,9 +133,41 @@ def require_kind(checkpoint: Checkpoint, expect: Kind | Iterable[Kind]) -> None:
         message += (" The released PCDMs file stage2_checkpoints/256/s2_256.pt is known to hold the stage-1 prior"
                     " (tencent-ailab/PCDMs#24); load it with the PCDM Prior node instead.")
     elif checkpoint.kind is Kind.UNKNOWN:
-        sample = ", ".join(list(checkpoint.state_dict)[:5])
-        message += f" Its first keys are: {sample}."
+        message += " " + describe_unknown(checkpoint.state_dict)
     raise CheckpointError(message)
+
+
+def build_model(path: str | os.PathLike, expect: Kind | Iterable[Kind], build: Callable[[Checkpoint], ModuleT]) -> ModuleT:
+    """Read `path` (which must hold `expect`) and `build(checkpoint)` its module.
+
+    The one way files become modules: weights that do not fit the model they resemble (a missing key that config
+    inference needs, a head or group count the shapes contradict) raise `CheckpointError` naming the file, never a
+    bare KeyError or torch error from deep inside a constructor."""
+    checkpoint = read_checkpoint(path, expect)
+    with naming_file(checkpoint):
+        return build(checkpoint)
+
+
+@contextmanager
+def naming_file(checkpoint: Checkpoint) -> Iterator[None]:
+    """Turn errors raised while building `checkpoint`'s module into `CheckpointError`s that name its file."""
+    path = checkpoint.path
+    try:
+        yield
+    except SideConfigError as error:
+        raise error.for_file(path, checkpoint.config_source) from error
+    except PoseTransferError as error:
+        if path in str(error):
+            raise
+        raise CheckpointError(f"{path}: {error}") from error
+    except (KeyError, IndexError, ValueError, RuntimeError, TypeError, AttributeError, ZeroDivisionError,
+            StopIteration, OverflowError) as error:
+        reason = f"missing {error.args[0]!r}" if isinstance(error, KeyError) and error.args else \
+            f"{type(error).__name__}: {_first_line(error)}"
+        raise CheckpointError(
+            f"{path} looks like {checkpoint.description}, but its weights do not describe a complete model of that "
+            f"kind ({reason}). If it is a release file, download it again; a modified or scaled-down model needs "
+            f"a side config {side_config_path(path)} with its original hyper-parameters.") from error
 
 
 def _is_safetensors(path: str) -> bool:
@@ -135,21 +193,31 @@ def _read_safetensors(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str
 
 
 def _read_pickle(path: str) -> object:
+    is_zip = _is_zip(path)
     try:
+        # torch reads tensor data where the pickle says it is, without comparing with the file: check first.
+        restricted_pickle.check_storages(path, is_zip)
         with torch.serialization.safe_globals(restricted_pickle.SAFE_EXTRAS):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+    except restricted_pickle.RefusedGlobal as refused:
+        raise CheckpointError(_refused_message(path, refused)) from refused
+    except restricted_pickle.DamagedFile as damaged:
+        raise CheckpointError(f"{path}: {damaged}") from damaged
     except Exception as safe_error:  # noqa: BLE001 - decide below whether the restricted unpickler may try
         if not _is_unpickling_refusal(safe_error):
             raise CheckpointError(_corrupt_message(path, safe_error)) from safe_error
     try:
-        return restricted_pickle.load(path, mmap=_is_zip(path))
+        return restricted_pickle.load(path, mmap=is_zip)
     except restricted_pickle.RefusedGlobal as refused:
-        raise CheckpointError(
-            f"Refused to load {path}: its pickle calls {refused.qualname}, which could run code on this machine. "
-            "Nothing from it was executed. Only use model files from sources you trust; safetensors files cannot run code."
-        ) from refused
+        raise CheckpointError(_refused_message(path, refused)) from refused
     except Exception as error:  # noqa: BLE001 - any other failure means a damaged file
         raise CheckpointError(_corrupt_message(path, error)) from error
+
+
+def _refused_message(path: str, refused: restricted_pickle.RefusedGlobal) -> str:
+    return (f"Refused to load {path}: its pickle calls {refused.qualname}, which could run code on this machine. "
+            "Nothing from it was executed. Only use model files from sources you trust; safetensors files cannot "
+            "run code.")
 
 
 def _is_zip(path: str) -> bool:
@@ -162,8 +230,13 @@ def _is_unpickling_refusal(error: Exception) -> bool:
     return "Weights only load failed" in text or "Unsupported global" in text or "Unsupported operand" in text
 
 
-def _corrupt_message(path: str, error: Exception) -> str:
-    return (f"{path} could not be read as a PyTorch checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}). "
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else "no details"
+
+
+def _corrupt_message(path: str, error: BaseException) -> str:
+    return (f"{path} could not be read as a PyTorch checkpoint ({type(error).__name__}: {_first_line(error)}). "
             "The file may be truncated or corrupt: download it again.")
 
 
@@ -185,53 +258,39 @@ def _is_state_dict(obj: Mapping) -> bool:
     return len(obj) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
-def _side_config(path: str, metadata: Mapping[str, str]) -> dict | None:
+def side_config_path(path: str) -> str:
+    """Where a model file's side config goes: beside it, same stem, `.json`."""
+    return os.path.splitext(path)[0] + ".json"
+
+
+def _side_config(path: str, metadata: Mapping[str, str]) -> tuple[dict | None, str | None]:
+    """The hyper-parameters shapes cannot tell: safetensors metadata `config`, `<stem>.json`, or `config.json`."""
     if "config" in metadata:
-        return json.loads(metadata["config"])
-    stem = os.path.splitext(path)[0]
-    for candidate in (stem + ".json", os.path.join(os.path.dirname(path), "config.json")):
+        return _config_object(metadata["config"], f"the 'config' metadata of {path}"), f"the 'config' metadata of {path}"
+    for candidate in (side_config_path(path), os.path.join(os.path.dirname(path), "config.json")):
         if os.path.isfile(candidate):
-            with open(candidate, encoding="utf-8") as handle:
-                return json.load(handle)
-    return None
+            if os.path.getsize(candidate) > SIDE_CONFIG_MAX_BYTES:
+                raise CheckpointError(f"{candidate} (the side config of {path}) is over {SIDE_CONFIG_MAX_BYTES} bytes: "
+                                      "not a model config. Move it away or replace it with the model's config.")
+            with open(candidate, "rb") as handle:
+                return _config_object(handle.read(), f"{candidate} (the side config of {path})"), candidate
+    return None, None
 
 
-# ------------------------------------------------------------------------------------------- kinds
-def detect_kind(state_dict: Mapping[str, torch.Tensor]) -> Kind:
-    """What a state dict is, from key names and shapes (PCDMS.md §4, SCFM.md §6)."""
-    keys = state_dict.keys()
-
-    def has_prefix(prefix: str) -> bool:
-        return any(key.startswith(prefix) for key in keys)
-
-    positional = state_dict.get("positional_embedding")
-    if positional is not None and "prd_embedding" in keys and positional.dim() == 3 and positional.shape[1] == 6:
-        return Kind.PCDM_PRIOR
-    conv_in = state_dict.get("unet.conv_in.weight")
-    if conv_in is not None and conv_in.dim() == 4:
-        channels, pose = conv_in.shape[1], has_prefix("pose_proj.")
-        if channels == 9 and pose and "unet.class_embedding.linear_1.weight" in keys and has_prefix("image_proj_model_p."):
-            return Kind.PCDM_STAGE2
-        if channels == 9 and pose and has_prefix("image_proj_model.") and not has_prefix("unet.class_embedding."):
-            return Kind.PCDM_SIMPLIFIED
-        if channels == 8 and not pose and has_prefix("image_proj_model_p."):
-            return Kind.PCDM_STAGE3
-    if "flow_net.output_eight.weight" in keys and has_prefix("cct_block."):
-        return Kind.SCFM
-    if "decoder.conv_out.weight" in keys:
-        if "encoder.down_blocks.0.resnets.0.conv1.weight" in keys:
-            return Kind.VAE_DIFFUSERS
-        if "encoder.down.0.block.0.conv1.weight" in keys:
-            return Kind.VAE_LDM
-    if "embeddings.patch_embeddings.projection.weight" in keys and "embeddings.cls_token" in keys:
-        return Kind.DINOV2
-    if "vision_model.embeddings.patch_embedding.weight" in keys:
-        return Kind.CLIP_VISION
-    return Kind.UNKNOWN
+def _config_object(text: str | bytes, where: str) -> dict:
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, bad UTF-8, 5000-digit numbers, deep nesting
+        raise CheckpointError(f"{where} is not valid UTF-8 JSON ({_first_line(error)}): fix it or remove it.") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{where} holds a JSON {type(config).__name__}, not an object of settings: fix it or "
+                              "remove it.")
+    return config
 
 
 # ------------------------------------------------------------------------------------------- keys
-def split_prefixes(state_dict: Mapping[str, torch.Tensor], prefixes: Sequence[str]) -> dict[str, dict[str, torch.Tensor]]:
+def split_prefixes(state_dict: Mapping[str, torch.Tensor], prefixes: Sequence[str], *,
+                   source: str = "") -> dict[str, dict[str, torch.Tensor]]:
     """Split `unet.`/`pose_proj.`/... keyed weights into one state dict per prefix, prefixes stripped.
 
     Every key must match a prefix: a key that matches none raises, naming it.
@@ -246,8 +305,9 @@ def split_prefixes(state_dict: Mapping[str, torch.Tensor], prefixes: Sequence[st
         else:
             parts[prefix][key[len(prefix):]] = value
     if stray:
-        raise CheckpointError(f"{len(stray)} weights belong to no known part ({', '.join(prefixes)}): "
-                              f"{_listing(stray)}")
+        where = f"{source}: " if source else ""
+        raise CheckpointError(f"{where}{len(stray)} weights belong to no known part ({', '.join(prefixes)}): "
+                              f"{_listing(stray)}. The file holds more than this model; use the original file.")
     return parts
 
 
@@ -270,6 +330,17 @@ def load_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
     unexpected = sorted(set(state_dict) - set(expected))
     mismatched = [f"{k} {tuple(state_dict[k].shape)} (model wants {tuple(v.shape)})"
                   for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
+    # Weights are cast to the model's dtype on loading: a float64 or mixed file loads, but integer (quantized),
+    # boolean, complex or sparse tensors would be cast into nonsense.
+    not_float = [f"{k} ({state_dict[k].dtype if state_dict[k].layout == torch.strided else state_dict[k].layout})"
+                 for k, v in expected.items()
+                 if k in state_dict and v.is_floating_point()
+                 and (not state_dict[k].is_floating_point() or state_dict[k].layout != torch.strided)]
+    if not_float:
+        where = f" from {source}" if source else ""
+        raise CheckpointError(f"The weights{where} include {len(not_float)} that are not dense floating-point tensors: "
+                              f"{_listing(not_float)}. Quantized or converted files are not supported: use the "
+                              "original float16/float32 file.")
     if missing or unexpected or mismatched:
         problems = []
         if missing:

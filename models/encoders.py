@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from .checkpoints import CheckpointError, Kind, build_uninitialised, load_strict, read_checkpoint
+from .checkpoints import Checkpoint, CheckpointError, Kind, build_model, build_uninitialised, check_split, load_strict
 from .images import pil_resize
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor defaults (OpenAI CLIP statistics)
@@ -93,6 +93,9 @@ def dinov2_config(state_dict: Mapping[str, torch.Tensor], overrides: Mapping[str
         mlp_ratio=mlp_ratio, use_swiglu_ffn=swiglu, layerscale_value=1.0,
     )
     kwargs.update({k: v for k, v in (overrides or {}).items() if k in kwargs or k == "layer_norm_eps"})
+    from_side_config = "num_attention_heads" in (overrides or {})
+    check_split(kwargs["num_attention_heads"], [hidden], setting="num_attention_heads",
+                default_unit=None if from_side_config else _DINO_HEAD_WIDTH)
     return Dinov2Config(**kwargs)
 
 
@@ -113,8 +116,8 @@ def build_dinov2(state_dict: Mapping[str, torch.Tensor], overrides: Mapping[str,
 
 def load_dinov2(path: str) -> torch.nn.Module:
     """DINOv2 from a `clip_vision`-folder file; a CLIP file or anything else raises CheckpointError."""
-    checkpoint = read_checkpoint(path, expect=Kind.DINOV2)
-    return build_dinov2(checkpoint.state_dict, checkpoint.config, source=path)
+    return build_model(path, Kind.DINOV2,
+                       lambda checkpoint: build_dinov2(checkpoint.state_dict, checkpoint.config, source=checkpoint.path))
 
 
 def _legacy_position_embeddings(model: torch.nn.Module, height: int, width: int) -> torch.Tensor:
@@ -175,6 +178,10 @@ def build_clip_vision(state_dict: Mapping[str, torch.Tensor], overrides: Mapping
         num_channels=int(patch.shape[1]), hidden_act="gelu",  # OpenCLIP ViT-H/bigG; OpenAI towers override to quick_gelu
     )
     kwargs.update({k: v for k, v in (overrides or {}).items() if k in kwargs or k == "layer_norm_eps"})
+    from_side_config = "num_attention_heads" in (overrides or {})
+    if from_side_config or hidden not in _CLIP_HEADS:
+        check_split(kwargs["num_attention_heads"], [hidden], setting="num_attention_heads",
+                    default_unit=None if from_side_config else 64)
     config = CLIPVisionConfig(**kwargs)
     model = build_uninitialised(lambda: CLIPVisionModelWithProjection(config)).eval()
     load_strict(model, state_dict, source=source)
@@ -183,9 +190,11 @@ def build_clip_vision(state_dict: Mapping[str, torch.Tensor], overrides: Mapping
 
 def load_clip_vision(path: str) -> torch.nn.Module:
     """CLIP vision tower (with projection) from a `clip_vision`-folder file; a DINOv2 file raises CheckpointError."""
-    checkpoint = read_checkpoint(path, expect=Kind.CLIP_VISION)
-    config = checkpoint.config or {}
-    return build_clip_vision(checkpoint.state_dict, config.get("vision_config", config), source=path)
+    def build(checkpoint: Checkpoint) -> torch.nn.Module:
+        config = checkpoint.config or {}
+        return build_clip_vision(checkpoint.state_dict, config.get("vision_config", config), source=checkpoint.path)
+
+    return build_model(path, Kind.CLIP_VISION, build)
 
 
 @torch.no_grad()

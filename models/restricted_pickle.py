@@ -9,10 +9,14 @@ so no code from the file ever runs.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import collections
+import os
 import pickle
 import types
-from typing import Any
+import zipfile
+from dataclasses import dataclass, field
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -64,6 +68,11 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 SAFE_EXTRAS = [value for (module, name), value in _ALLOWED.items() if module.startswith("numpy") and name != "_reconstruct"]
 
 
+class DamagedFile(Exception):
+    """A PyTorch file whose pickle and tensor data do not agree; the message says what to do (no file name:
+    the checkpoint reader adds it)."""
+
+
 class RefusedGlobal(pickle.UnpicklingError):
     def __init__(self, module: str, name: str):
         self.qualname = f"{module}.{name}"
@@ -90,13 +99,25 @@ class InertObject:
             self.append(value)
 
 
+def python3_name(module: str, name: str) -> tuple[str, str]:
+    """The global Python 3 would import for a (possibly Python 2) name, as pickle's `fix_imports` maps it.
+
+    Judging the name as written would let `commands.check_call` (Python 3: `subprocess.check_call`) pass as an
+    unknown, stubbed class."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED:
-            return _ALLOWED[(module, name)]
-        root = module.split(".")[0]
-        if module in _REFUSED_MODULES or root in _REFUSED_MODULES:
-            raise RefusedGlobal(module, name)
+        for candidate in {(module, name), python3_name(module, name)}:
+            if candidate in _ALLOWED:
+                return _ALLOWED[candidate]
+        for judged_module, judged_name in {(module, name), python3_name(module, name)}:
+            root = judged_module.split(".")[0]
+            if judged_module in _REFUSED_MODULES or root in _REFUSED_MODULES:
+                raise RefusedGlobal(judged_module, judged_name)
         return type(name, (InertObject,), {"__module__": module, "__qualname__": name})
 
 
@@ -119,3 +140,147 @@ def load(path: str, mmap: bool = False) -> Any:
     """
     # weights_only=False is required to pass our own pickle_module; our Unpickler is the safety boundary.
     return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_module, mmap=mmap)
+
+
+# ------------------------------------------------------------------------------------------- storage manifest
+@dataclass
+class StorageManifest:
+    """What a PyTorch pickle says about its tensor data, read without loading any of it.
+
+    storages: key -> (dtype, number of elements) as declared by the pickle's persistent ids;
+    tensors: (storage key, offset, size, stride) of every tensor built on a storage."""
+
+    storages: dict[str, tuple[torch.dtype, int]] = field(default_factory=dict)
+    tensors: list[tuple[str, int, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    def storage_bytes(self, key: str) -> int:
+        dtype, numel = self.storages[key]
+        return numel * torch._utils._element_size(dtype)
+
+
+class _StorageRef:
+    def __init__(self, key: str):
+        self.key = key
+
+
+class _ManifestUnpickler(RestrictedUnpickler):
+    """The restricted unpickler with storages and tensors replaced by records of their declared extents."""
+
+    def __init__(self, file: IO[bytes], manifest: StorageManifest):
+        super().__init__(file)
+        self.manifest = manifest
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module.startswith("torch") and isinstance(name, str) and name.endswith("Storage"):
+            return ("storage_type", name)
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return self._rebuild_tensor
+        if (module, name) in {("torch._utils", "_rebuild_parameter"), ("torch.nn.parameter", "Parameter"),
+                              ("torch._utils", "_rebuild_parameter_with_state")}:
+            return lambda data, *args, **kwargs: data
+        return super().find_class(module, name)
+
+    def persistent_load(self, saved_id: Any) -> _StorageRef | None:
+        if not isinstance(saved_id, tuple) or len(saved_id) not in (5, 6) or saved_id[0] not in ("storage", b"storage"):
+            return None  # legacy whole-module pickles also name their classes' sources: not tensor data
+        storage_type, key, numel = saved_id[1], str(saved_id[2]), saved_id[4]
+        if not (isinstance(storage_type, tuple) and storage_type[0] == "storage_type"):
+            raise pickle.UnpicklingError(f"storage {key} has no storage type")
+        if not isinstance(numel, int) or numel < 0:
+            raise pickle.UnpicklingError(f"storage {key} declares {numel!r} elements")
+        dtype = torch.uint8 if storage_type[1] == "UntypedStorage" else _storage_dtype(storage_type[1])
+        self.manifest.storages.setdefault(key, (dtype, numel))
+        return _StorageRef(key)
+
+    def _rebuild_tensor(self, storage: Any, offset: Any, size: Any, stride: Any, *args: Any, **kwargs: Any) -> None:
+        if not isinstance(storage, _StorageRef):
+            raise pickle.UnpicklingError("a tensor is built on something that is not a storage")
+        self.manifest.tensors.append((storage.key, offset, tuple(size), tuple(stride)))
+
+
+def _storage_dtype(name: str) -> torch.dtype:
+    try:
+        return torch.serialization.StorageType(name).dtype
+    except KeyError:
+        raise pickle.UnpicklingError(f"unknown storage type {name}") from None
+
+
+def storage_manifest(file: IO[bytes]) -> StorageManifest:
+    """Read the storage and tensor declarations of the pickle at `file`'s position (zip `data.pkl`, or the main
+    pickle of a legacy file). Refuses dangerous globals like `load`; builds no tensor."""
+    manifest = StorageManifest()
+    _ManifestUnpickler(file, manifest).load()
+    return manifest
+
+
+_DOWNLOAD_AGAIN = "The file is truncated or was altered: download it again."
+
+
+def check_storages(path: str, is_zip: bool) -> None:
+    """Before torch reads tensor data where the pickle says it is: does the file hold it? Raises DamagedFile or
+    RefusedGlobal. (Through mmap, torch reads a short zip record's tensor from the next record's bytes.)"""
+    manifest, available = _zip_manifest(path) if is_zip else _legacy_manifest(path)
+    for key, needed in available(manifest):
+        if needed is not None:
+            raise DamagedFile(f"the data of tensor storage {key} needs {manifest.storage_bytes(key)} bytes as the "
+                              f"file's index declares, but {needed}. {_DOWNLOAD_AGAIN}")
+    for key, offset, size, stride in manifest.tensors:
+        if key not in manifest.storages or len(size) != len(stride) or not all(
+                isinstance(v, int) and v >= 0 for v in (offset, *size, *stride)):
+            raise DamagedFile(f"a tensor is declared with offset {offset!r}, size {size!r}, stride {stride!r} on "
+                              f"storage {key}. {_DOWNLOAD_AGAIN}")
+        extent = 0 if 0 in size else offset + 1 + sum((n - 1) * st for n, st in zip(size, stride))
+        if extent > manifest.storages[key][1]:
+            raise DamagedFile(f"a tensor of shape {tuple(size)} reaches element {extent} of storage {key}, which "
+                              f"holds {manifest.storages[key][1]}. {_DOWNLOAD_AGAIN}")
+
+
+def _zip_manifest(path: str) -> tuple[StorageManifest, Any]:
+    with zipfile.ZipFile(path) as archive:
+        infos = {info.filename: info for info in archive.infolist()}
+        pickles = [name for name in infos if name.endswith("/data.pkl") and name.count("/") == 1]
+        if len(pickles) != 1:
+            raise DamagedFile("it is a zip archive but not a PyTorch checkpoint (no single <name>/data.pkl record). "
+                              "Choose the model file itself, not an archive holding it.")
+        if infos[pickles[0]].compress_type != zipfile.ZIP_STORED:
+            raise DamagedFile("its data.pkl record is compressed, which PyTorch never writes: the file was repacked "
+                              "by another tool. Download the original file again.")
+        with archive.open(pickles[0]) as handle:
+            manifest = storage_manifest(handle)
+    prefix = pickles[0][:-len("data.pkl")]
+
+    def short_records(manifest: StorageManifest):
+        for key in manifest.storages:
+            info = infos.get(f"{prefix}data/{key}")
+            if info is None:
+                yield key, "the file has no record of it"
+            elif info.compress_type != zipfile.ZIP_STORED:
+                yield key, "its record is compressed"
+            elif info.file_size < manifest.storage_bytes(key):
+                yield key, f"its record holds {info.file_size}"
+    return manifest, short_records
+
+
+def _legacy_manifest(path: str) -> tuple[StorageManifest, Any]:
+    """Legacy (pre-zip) files: four pickles, then each storage's data behind an 8-byte length."""
+    with open(path, "rb") as handle:
+        if handle.read(1) != b"\x80":
+            return StorageManifest(), lambda manifest: iter(())  # not a pickle (tar-era or garbage): torch reports it
+        handle.seek(0)
+        for _ in range(3):  # magic number, protocol version, system info
+            RestrictedUnpickler(handle).load()
+        manifest = storage_manifest(handle)
+        keys = RestrictedUnpickler(handle).load()
+        remaining = os.path.getsize(path) - handle.tell()
+    if not isinstance(keys, list):
+        raise DamagedFile(f"its list of tensor storages is missing. {_DOWNLOAD_AGAIN}")
+
+    def beyond_end(manifest: StorageManifest):
+        left = remaining
+        for key in map(str, keys):
+            if key not in manifest.storages:
+                raise DamagedFile(f"it lists tensor storage {key}, which its pickle never declares. {_DOWNLOAD_AGAIN}")
+            left -= 8 + manifest.storage_bytes(key)
+            if left < 0:
+                yield key, "the file ends before it"
+    return manifest, beyond_end

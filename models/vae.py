@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .checkpoints import Kind, build_uninitialised, load_strict, read_checkpoint
+from .checkpoints import Kind, build_model, build_uninitialised, check_split, load_strict
 
 SD_LATENT_SCALE = 0.18215  # SD1/2 VAE scaling factor, hard-coded in the PCDMs demo
 _VAE_NORM_GROUPS = 32
@@ -76,6 +76,9 @@ def build_vae(state_dict: Mapping[str, torch.Tensor], overrides: Mapping[str, An
 
     state_dict = convert_vae_keys(state_dict)
     config = vae_config(state_dict, overrides)
+    from_side_config = "norm_num_groups" in (overrides or {})
+    check_split(config["norm_num_groups"], config["block_out_channels"], setting="norm_num_groups",
+                default_unit=None if from_side_config else _VAE_NORM_GROUPS)
     model = build_uninitialised(lambda: AutoencoderKL(**config)).eval()
     load_strict(model, state_dict, source=source)
     return model
@@ -83,8 +86,8 @@ def build_vae(state_dict: Mapping[str, torch.Tensor], overrides: Mapping[str, An
 
 def load_vae(path: str) -> torch.nn.Module:
     """AutoencoderKL from a `vae`-folder file in either layout; other files raise CheckpointError naming what they are."""
-    checkpoint = read_checkpoint(path, expect=(Kind.VAE_DIFFUSERS, Kind.VAE_LDM))
-    return build_vae(checkpoint.state_dict, checkpoint.config, source=path)
+    return build_model(path, (Kind.VAE_DIFFUSERS, Kind.VAE_LDM),
+                       lambda checkpoint: build_vae(checkpoint.state_dict, checkpoint.config, source=checkpoint.path))
 
 
 @torch.no_grad()

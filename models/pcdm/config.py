@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 import torch
 
+from ..checkpoints import check_split
+
 # SD2.1-base: diffusers' `attention_head_dim` [5,10,20,20] is really a head COUNT, i.e. 64 channels per head.
 SD21_HEAD_WIDTH = 64
 SD21_NORM_GROUPS = 32
@@ -89,7 +91,13 @@ class UNetConfig:
         head_counts = inferred["attention_head_dim"]
         if isinstance(head_counts, int):
             inferred["attention_head_dim"] = (head_counts,) * len(channels)
+        _check_defaults(cls(**inferred), overrides or {})
         return cls(**inferred)
+
+    def attention_widths(self) -> list[tuple[int, int]]:
+        """(channels, head count) of every block with attention."""
+        return [(c, h) for c, h, kind in zip(self.block_out_channels, self.attention_head_dim, self.down_block_types)
+                if kind.startswith("CrossAttn")]
 
     def to_diffusers(self) -> dict[str, Any]:
         """Keyword arguments for `diffusers.UNet2DConditionModel` (SD2.1-base defaults for everything else)."""
@@ -101,3 +109,18 @@ class UNetConfig:
             projection_class_embeddings_input_dim=class_dim,
         )
         return kwargs
+
+
+def _check_defaults(config: UNetConfig, overrides: Mapping[str, Any]) -> None:
+    """Head and group counts are not in the weights: the SD2.1-base defaults must fit the widths, and counts from
+    a side config must divide them (else diffusers builds other layer shapes or fails deep inside)."""
+    if "norm_num_groups" in overrides:
+        check_split(config.norm_num_groups, config.block_out_channels, setting="norm_num_groups")
+    else:
+        check_split(config.norm_num_groups, config.block_out_channels, setting="norm_num_groups",
+                    default_unit=SD21_NORM_GROUPS)
+    for channels, heads in config.attention_widths():
+        if "attention_head_dim" in overrides:
+            check_split(heads, [channels], setting="attention_head_dim")
+        else:
+            check_split(heads, [channels], setting="attention_head_dim", default_unit=SD21_HEAD_WIDTH)

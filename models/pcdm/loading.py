@@ -6,8 +6,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..checkpoints import (Checkpoint, CheckpointError, Kind, build_uninitialised, load_strict, read_checkpoint,
-                           split_prefixes)
+from ..checkpoints import Checkpoint, CheckpointError, Kind, build_model, build_uninitialised, load_strict, split_prefixes
 from .heads import ImageProjection, build_pose_proj
 from .unet import build_pose_unet
 
@@ -56,7 +55,7 @@ def build_stage2(checkpoint: Checkpoint) -> PcdmStage2:
     if checkpoint.kind not in STAGE2_KINDS:
         raise CheckpointError(f"{checkpoint.path}: expected a PCDMs stage-2 checkpoint, found {checkpoint.kind.value}")
     image_prefix = _IMAGE_PROJ_PREFIX[checkpoint.kind]
-    parts = split_prefixes(checkpoint.state_dict, ["unet.", "pose_proj.", image_prefix])
+    parts = split_prefixes(checkpoint.state_dict, ["unet.", "pose_proj.", image_prefix], source=checkpoint.path)
     unet = build_uninitialised(lambda: build_pose_unet(parts["unet."], unet_overrides(checkpoint.config)))
     pose_proj = build_uninitialised(lambda: build_pose_proj(parts["pose_proj."]))
     image_proj = build_uninitialised(lambda: ImageProjection.from_state_dict(parts[image_prefix]))
@@ -76,5 +75,5 @@ def load_pcdm_checkpoint(path: str, dtype: torch.dtype | None = None) -> PcdmSta
     Raises CheckpointError naming the file when it holds something else (e.g. the released `s2_256.pt`,
     which is really a stage-1 prior — tencent-ailab/PCDMs#24). `dtype` casts the weights (default: kept).
     """
-    model = build_stage2(read_checkpoint(path, expect=STAGE2_KINDS))
+    model = build_model(path, STAGE2_KINDS, build_stage2)
     return model.to(dtype) if dtype is not None else model

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..checkpoints import CheckpointError, Kind, load_strict, read_checkpoint
+from ..checkpoints import CheckpointError, Kind, build_model, check_split, load_strict
 from ..noise import seeded_noise
 from ...pose.keypoints import PoseFrame, select_people
 
@@ -58,7 +58,12 @@ class PriorConfig:
                                   f"(1, {NUM_TOKENS}, width), found {shape}.")
         width = int(pos.shape[2])
         layers = {int(m.group(1)) for k in state_dict if (m := re.match(r"transformer_blocks\.(\d+)\.", k))}
+        if not layers:
+            raise CheckpointError(f"PCDMs prior{where} has no transformer_blocks: the file is incomplete; download it "
+                                  "again.")
         side_config = side_config or {}
+        if "num_attention_heads" not in side_config:  # the released width is a multiple of 64-channel heads
+            check_split(width, [width], setting="num_attention_heads", default_unit=DEFAULT_HEAD_DIM)
         num_heads = int(side_config.get("num_attention_heads", max(1, width // DEFAULT_HEAD_DIM)))
         head_dim = int(side_config.get("attention_head_dim", width // num_heads))
         if num_heads * head_dim != width:
@@ -69,7 +74,7 @@ class PriorConfig:
             embedding_dim=int(state_dict["proj_in.weight"].shape[1]),
             pose_features=int(state_dict["pose_encoder.net.0.weight"].shape[1]),
             pose_hidden=int(state_dict["pose_encoder.net.0.weight"].shape[0]),
-            ff_inner=int(state_dict["transformer_blocks.0.ff.net.0.proj.weight"].shape[0]) if layers else 4 * width,
+            ff_inner=int(state_dict["transformer_blocks.0.ff.net.0.proj.weight"].shape[0]),
         )
 
 
@@ -153,8 +158,8 @@ def build_prior(state_dict: Mapping[str, torch.Tensor], side_config: Mapping | N
 
 def load_prior(path: str, dtype: torch.dtype = torch.float32) -> PosePriorTransformer:
     """Read a stage-1 file (DeepSpeed `{"module": ...}`, bare dict or safetensors) and build the prior."""
-    checkpoint = read_checkpoint(path, expect=Kind.PCDM_PRIOR)
-    return build_prior(checkpoint.state_dict, checkpoint.config, source=path, dtype=dtype)
+    return build_model(path, Kind.PCDM_PRIOR, lambda checkpoint: build_prior(
+        checkpoint.state_dict, checkpoint.config, source=checkpoint.path, dtype=dtype))
 
 
 def make_prior_scheduler() -> UnCLIPScheduler:

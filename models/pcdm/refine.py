@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..checkpoints import Checkpoint, CheckpointError, Kind, load_strict, read_checkpoint, split_prefixes
+from ..checkpoints import Checkpoint, CheckpointError, Kind, build_model, load_strict, split_prefixes
 from ..encoders import encode_dino
 from ..images import SquareFit, pil_resize, square_fit, to_signed
 from ..noise import seeded_noise
@@ -52,7 +52,7 @@ def build_refiner(checkpoint: Checkpoint) -> PcdmRefiner:
     """Module for an already-read stage-3 checkpoint, weights loaded strictly."""
     if checkpoint.kind is not Kind.PCDM_STAGE3:
         raise CheckpointError(f"{checkpoint.path}: expected a PCDMs stage-3 checkpoint, found {checkpoint.kind.value}")
-    parts = split_prefixes(checkpoint.state_dict, ["unet.", "image_proj_model_p."])
+    parts = split_prefixes(checkpoint.state_dict, ["unet.", "image_proj_model_p."], source=checkpoint.path)
     unet = build_pose_unet(parts["unet."], unet_overrides(checkpoint.config))
     image_proj = ImageProjection.from_state_dict(parts["image_proj_model_p."])
     load_strict(unet.unet, parts["unet."], source=f"{checkpoint.path} (unet.)")
@@ -66,7 +66,7 @@ def build_refiner(checkpoint: Checkpoint) -> PcdmRefiner:
 
 def load_refiner(path: str, dtype: torch.dtype | None = None) -> PcdmRefiner:
     """Read a stage-3 file (DeepSpeed `{"module": ...}`, bare dict or safetensors) and build the refiner."""
-    model = build_refiner(read_checkpoint(path, expect=Kind.PCDM_STAGE3))
+    model = build_model(path, Kind.PCDM_STAGE3, build_refiner)
     return model.to(dtype) if dtype is not None else model
 
 

@@ -17,7 +17,7 @@ from typing import Mapping
 
 import torch
 
-from ..checkpoints import CheckpointError, Kind, load_strict, read_checkpoint
+from ..checkpoints import CheckpointError, Kind, build_model, load_strict
 from .config import SCFMConfig
 from .unet import SCFMUNet
 
@@ -124,5 +124,4 @@ def load_scfm(path: str | os.PathLike) -> SCFMUNet:
 
     The training container's pickled config object is never executed (the pack's restricted reader).
     """
-    checkpoint = read_checkpoint(path, expect=Kind.SCFM)
-    return build_scfm(checkpoint.state_dict, source=os.fspath(path))
+    return build_model(path, Kind.SCFM, lambda checkpoint: build_scfm(checkpoint.state_dict, source=checkpoint.path))

@@ -65,10 +65,17 @@ def test_missing_weight_is_named(tmp_path):
         load_pcdm_checkpoint(str(path))
 
 
-def test_without_side_config_the_sd21_defaults_apply(tmp_path):
+def test_without_side_config_widths_that_contradict_the_sd21_defaults_are_refused(tmp_path):
     path = tmp_path / "nocfg.pt"
     torch.save({"module": stage2_state_dict(full=False)}, path)
-    # without the side config the SD2.1 defaults (32 groups on 32 channels, 64-wide heads) still build, and
-    # the weights fit: shapes do not encode heads, so this documents why the side config matters
-    model = load_pcdm_checkpoint(str(path))
-    assert model.unet.config.attention_head_dim == (1, 1) and model.unet.config.norm_num_groups == 32
+    # shapes do not encode heads: 32-channel blocks cannot have SD2.1's 64-wide heads, so guessing would build a
+    # model that loads and computes something else. The error names the side config to write.
+    with pytest.raises(CheckpointError) as error:
+        load_pcdm_checkpoint(str(path))
+    message = str(error.value)
+    assert str(path) in message and str(tmp_path / "nocfg.json") in message and '"attention_head_dim"' in message
+    (tmp_path / "nocfg.json").write_text('{"attention_head_dim": [2, 4], "norm_num_groups": 8}')
+    assert load_pcdm_checkpoint(str(path)).unet.config.attention_head_dim == (2, 4)
+    (tmp_path / "nocfg.json").write_text('{"attention_head_dim": [3, 4], "norm_num_groups": 8}')
+    with pytest.raises(CheckpointError, match=r"sets attention_head_dim = 3, which does not divide.*Fix"):
+        load_pcdm_checkpoint(str(path))
