@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import textwrap
 
 import numpy as np
 import torch
@@ -16,21 +15,15 @@ from ..models.pcdm.inpaint import InpaintSettings, extract_pose_renders, inpaint
 from ..models.pcdm.loading import load_pcdm_checkpoint
 from ..models.pcdm.schedulers import SCHEDULERS
 from ..models.vae import load_vae
-from ..nodes.comfy_adapter import PRECISIONS, resolve_dtype, resolve_model_file
+from ..model_files.catalogue import FILES
+from ..models.precision import PRECISIONS, precision_dtype
+from . import models_dir
+from .devices import default_device
 
 log = logging.getLogger(__name__)
 
-# (folder, default file, where to get it)
-MODEL_FILES = {
-    "pcdm": ("pcdms", "PCDMs_ckpt.pt", "the simplified PCDMs model: Google Drive link in the README of "
-                                       "github.com/tencent-ailab/PCDMs (rename the download to PCDMs_ckpt.pt)"),
-    "dinov2": ("clip_vision", "dinov2-giant.safetensors", "Hugging Face repo facebook/dinov2-giant, file "
-                                                          "model.safetensors, renamed"),
-    "vae": ("vae", "sd21-base-vae.safetensors", "Hugging Face repo stabilityai/stable-diffusion-2-1-base, file "
-                                                "vae/diffusion_pytorch_model.safetensors, renamed"),
-    "dwpose": ("dwpose", "dw-ll_ucoco_384.onnx", "Hugging Face repo yzd-v/DWPose"),
-    "detector": ("dwpose", "yolox_l.onnx", "Hugging Face repo yzd-v/DWPose"),
-}
+# option -> catalogue file (model_files/catalogue.py)
+MODEL_FILES = {"pcdm": "pcdms", "dinov2": "dinov2", "vae": "vae", "dwpose": "dwpose_pose", "detector": "dwpose_detector"}
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -41,8 +34,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("output", help="output image path; with several poses, _0000, _0001, ... are appended")
     parser.add_argument("--source-pose", help="pose render or OpenPose JSON of the source (default: extracted with "
                                               "DWPose from models/dwpose)")
-    for name, (folder, default, _) in MODEL_FILES.items():
-        parser.add_argument(f"--{name}", default=default, help=f"file in models/{folder} (default: {default})")
+    for option, key in MODEL_FILES.items():
+        file = FILES[key]
+        parser.add_argument(f"--{option}", default=file.name,
+                            help=f"{file.what}: a file name in the {file.folder}/ model folder, or an absolute path "
+                                 f"(default: {file.name})")
     parser.add_argument("--steps", type=int, default=50, help="denoising steps (default 50, the demo's)")
     parser.add_argument("--guidance", type=float, default=2.0, help="guidance scale (default 2.0)")
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddim", help="default ddim (the demo's)")
@@ -57,18 +53,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def find_model_files(args: argparse.Namespace, extract_source_pose: bool) -> dict[str, str]:
-    """Resolve every needed model file; one error listing all missing ones, the folder searched and the source."""
-    found, missing = {}, []
-    for name, (folder, _, source) in MODEL_FILES.items():
-        if name in ("dwpose", "detector") and not extract_source_pose:
-            continue
-        try:
-            found[name] = resolve_model_file(folder, getattr(args, name))
-        except FileNotFoundError as err:
-            missing.append(f"- {getattr(args, name)} ({name}); get it from {source}\n" + textwrap.indent(str(err), "    "))
-    if missing:
-        raise FileNotFoundError("missing model files:\n" + "\n".join(missing))
-    return found
+    """Resolve every needed model file; one error lists all missing ones, the folders searched and where to get each."""
+    wanted = {option: (key, getattr(args, option)) for option, key in MODEL_FILES.items()
+              if extract_source_pose or option not in ("dwpose", "detector")}
+    return models_dir.find_all(args, wanted, family="pcdms")
 
 
 def read_image(path: str) -> torch.Tensor:
@@ -88,13 +76,6 @@ def read_pose(path: str, height: int | None = None, width: int | None = None) ->
     return render_pose_frames(frames, height or frames[0].height, width or frames[0].width)
 
 
-def _default_device() -> torch.device:
-    accelerator = getattr(torch, "accelerator", None)
-    if accelerator is not None and accelerator.is_available():
-        return accelerator.current_accelerator()
-    return torch.device("cpu")
-
-
 def _run(args: argparse.Namespace) -> int:
     files = find_model_files(args, extract_source_pose=args.source_pose is None)
     source = read_image(args.source)
@@ -103,8 +84,8 @@ def _run(args: argparse.Namespace) -> int:
         source_pose = read_pose(args.source_pose, *source.shape[-2:])
     else:
         source_pose = extract_pose_renders(source, files["dwpose"], files["detector"])
-    device = torch.device(args.device) if args.device else _default_device()
-    dtype = resolve_dtype(args.precision if args.precision != "auto" or device.type == "cpu" else "fp16", device)
+    device = torch.device(args.device) if args.device else default_device()
+    dtype = precision_dtype(args.precision, device)
     model = load_pcdm_checkpoint(files["pcdm"], dtype).to(device)
     dino = load_dinov2(files["dinov2"]).to(device=device, dtype=dtype)
     vae = load_vae(files["vae"]).to(device=device, dtype=dtype)

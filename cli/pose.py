@@ -7,13 +7,14 @@ import os
 import numpy as np
 from PIL import Image
 
-from ..nodes.comfy_adapter import resolve_model_file
+from . import models_dir
 from ..pose.dwpose import CHANNEL_ORDERS, NO_PERSON_MODES, PROVIDER_CHOICES, load_dwpose
 from ..pose.formats import save_openpose_json
 from ..pose.keypoints import SELECTIONS, PoseFrame, select_people
 from ..pose.render import STYLES, render_controlnet_aux, render_pcdms
 
-HINT = "Download yolox_l.onnx and dw-ll_ucoco_384.onnx (Hugging Face: yzd-v/DWPose) into the dwpose model folder."
+HINT = ("`python . download dwpose` fetches yolox_l.onnx and dw-ll_ucoco_384.onnx (Hugging Face yzd-v/DWPose) into the "
+        "dwpose/ model folder.")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,8 +35,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    pose_path = resolve_model_file("dwpose", args.pose_model, hint=HINT)
-    det_path = None if args.detector == "none" else resolve_model_file("dwpose", args.detector, hint=HINT)
+    pose_path = models_dir.find(args, "dwpose", args.pose_model, hint=HINT)
+    det_path = None if args.detector == "none" else models_dir.find(args, "dwpose", args.detector, hint=HINT)
     model = load_dwpose(pose_path, det_path, args.provider, args.detector_channels)
     os.makedirs(args.out_dir, exist_ok=True)
     for path in args.images:

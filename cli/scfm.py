@@ -10,7 +10,8 @@ from ..models.images import FIT_MODES
 from ..models.scfm.config import SCFMConfig
 from ..models.scfm.train import TrainSettings, train
 from ..models.scfm.vgg import VGG19_URL, load_vgg19
-from ..nodes.comfy_adapter import resolve_model_file, torch_device
+from . import models_dir
+from .devices import default_device
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--fit", choices=FIT_MODES, default=defaults.fit_mode,
                         help="how images are put on the model square; default %(default)s (as the original's data)")
-    parser.add_argument("--device", help="torch device, e.g. cuda:0 (default: ComfyUI's device, or cpu)")
+    parser.add_argument("--device", help="torch device, e.g. cuda:0 (default: the available accelerator, else cpu)")
     parser.set_defaults(func=_run)
 
 
@@ -55,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
         config = SCFMConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
     init = args.init
     if init and not os.path.isfile(init):
-        init = resolve_model_file("scfm", init)
+        init = models_dir.find(args, "scfm", init)
     settings = TrainSettings(steps=args.steps, batch_pairs=args.batch_pairs, lr=args.lr, warmup=args.warmup,
                              ema_decay=args.ema_decay, save_every=args.save_every, seed=args.seed, fit_mode=args.fit,
                              lambda_correctness=0.0 if args.no_correctness else TrainSettings.lambda_correctness)
@@ -68,6 +69,6 @@ def _run(args: argparse.Namespace) -> int:
         logger.info("step %d  " + "  ".join(f"{k} %.5f" for k in losses), step, *losses.values())
 
     out = train(args.data, args.out, settings=settings, init=init, config=config,
-                device=args.device or torch_device(), vgg=vgg, log=log)
+                device=args.device or default_device(), vgg=vgg, log=log)
     print(out)
     return 0

