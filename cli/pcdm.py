@@ -5,18 +5,20 @@ import argparse
 import logging
 import os
 
-import numpy as np
 import torch
 from PIL import Image
 
+from ..model_files.catalogue import FILES
 from ..models.encoders import load_dinov2
-from ..models.images import FIT_MODES, to_uint8_pil
-from ..models.pcdm.inpaint import InpaintSettings, extract_pose_renders, inpaint, render_pose_frames
+from ..models.images import FIT_MODES, from_uint8, read_image, to_uint8
+from ..models.pcdm.inpaint import InpaintSettings, inpaint
 from ..models.pcdm.loading import load_pcdm_checkpoint
 from ..models.pcdm.schedulers import SCHEDULERS
-from ..models.vae import load_vae
-from ..model_files.catalogue import FILES
 from ..models.precision import PRECISIONS, precision_dtype
+from ..models.vae import load_vae
+from ..pose.conditions import pcdms_renders, source_pose_renders
+from ..pose.dwpose import load_dwpose
+from ..pose.formats import load_openpose_json
 from . import models_dir
 from .devices import default_device
 
@@ -59,21 +61,12 @@ def find_model_files(args: argparse.Namespace, extract_source_pose: bool) -> dic
     return models_dir.find_all(args, wanted, family="pcdms")
 
 
-def read_image(path: str) -> torch.Tensor:
-    """Image file -> [1,3,H,W] 0..1."""
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB")).copy()
-    return torch.from_numpy(array).movedim(-1, 0)[None].float() / 255.0
-
-
 def read_pose(path: str, height: int | None = None, width: int | None = None) -> torch.Tensor:
     """A pose render (image) or an OpenPose JSON (drawn in PCDMs' style) -> [B,3,H,W] 0..1."""
     if not path.lower().endswith(".json"):
         return read_image(path)
-    from ..pose.formats import load_openpose_json
-
     frames = load_openpose_json(path)
-    return render_pose_frames(frames, height or frames[0].height, width or frames[0].width)
+    return from_uint8(pcdms_renders(frames, height or frames[0].height, width or frames[0].width))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -83,7 +76,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.source_pose:
         source_pose = read_pose(args.source_pose, *source.shape[-2:])
     else:
-        source_pose = extract_pose_renders(source, files["dwpose"], files["detector"])
+        dwpose = load_dwpose(files["dwpose"], files["detector"])
+        source_pose = from_uint8(source_pose_renders(dwpose, list(to_uint8(source))))
     device = torch.device(args.device) if args.device else default_device()
     dtype = precision_dtype(args.precision, device)
     model = load_pcdm_checkpoint(files["pcdm"], dtype).to(device)
@@ -96,8 +90,8 @@ def _run(args: argparse.Namespace) -> int:
     stem, suffix = os.path.splitext(args.output)
     for i in range(result.images.shape[0]):
         name = args.output if result.images.shape[0] == 1 else f"{stem}_{i:04d}{suffix}"
-        to_uint8_pil(result.images[i]).save(name)
+        Image.fromarray(to_uint8(result.images[i])).save(name)
         print(name)
         if args.canvas:
-            to_uint8_pil(result.canvas[i]).save(f"{os.path.splitext(name)[0]}_canvas{suffix}")
+            Image.fromarray(to_uint8(result.canvas[i])).save(f"{os.path.splitext(name)[0]}_canvas{suffix}")
     return 0

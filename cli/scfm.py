@@ -12,6 +12,7 @@ from ..models.scfm.train import TrainSettings, train
 from ..models.scfm.vgg import VGG19_URL, load_vgg19
 from . import models_dir
 from .devices import default_device
+from .scfm_data import PairFolder
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     def log(step: int, losses: dict[str, float]) -> None:
         logger.info("step %d  " + "  ".join(f"{k} %.5f" for k in losses), step, *losses.values())
 
-    out = train(args.data, args.out, settings=settings, init=init, config=config,
+    out = train(PairFolder(args.data), args.out, settings=settings, init=init, config=config,
                 device=args.device or default_device(), vgg=vgg, log=log)
     print(out)
     return 0

@@ -1,7 +1,10 @@
-"""The one image converter: ComfyUI IMAGE tensors <-> model tensors, square fitting and PIL-exact resizing."""
+"""The one image converter: ComfyUI IMAGE tensors <-> model tensors <-> uint8 arrays, square fitting and PIL-exact
+resizing."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -36,23 +39,33 @@ def from_signed(images: torch.Tensor) -> torch.Tensor:
     return (images / 2.0 + 0.5).clamp(0, 1)
 
 
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[..., 3, H, W] in 0..1 -> uint8 [..., H, W, 3] (clamped, rounded half to even): what image files, PIL and
+    the pose toolkit (DWPose, renderers) take."""
+    return (images.movedim(-3, -1).clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+
+
+def from_uint8(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+    """uint8 [..., H, W, 3] (an array or a list of same-sized arrays) -> float32 [..., 3, H, W] in 0..1."""
+    array = np.stack(images) if isinstance(images, (list, tuple)) else np.asarray(images)
+    # np.require copies read-only arrays (PIL images), which torch.from_numpy warns about
+    return torch.from_numpy(np.require(array, requirements=("C", "W"))).movedim(-1, -3).float() / 255.0
+
+
+def read_image(path: str | os.PathLike) -> torch.Tensor:
+    """An image file (any mode PIL reads: grayscale, RGBA, palette) -> float32 RGB [1,3,H,W] in 0..1."""
+    with Image.open(path) as image:
+        return from_uint8(np.asarray(image.convert("RGB")))[None]
+
+
 def pil_resize(images: torch.Tensor, size: tuple[int, int], resample: int = Image.BICUBIC) -> torch.Tensor:
     """Resize [B,3,H,W] 0..1 to `size` = (H, W) with PIL on uint8, as the original preprocessing did.
 
     torch's bicubic uses a different kernel (a = -0.75 vs PIL's -0.5) and no antialiasing, so parity with
     the released models' training data needs PIL.
     """
-    out = []
-    for item in images:
-        array = (item.movedim(0, -1).clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
-        resized = Image.fromarray(array).resize((size[1], size[0]), resample)
-        out.append(torch.from_numpy(np.asarray(resized).copy()).movedim(-1, 0))
-    return torch.stack(out).float().div(255.0).to(images.device)
-
-
-def to_uint8_pil(image: torch.Tensor) -> Image.Image:
-    """[3,H,W] 0..1 -> PIL image (rounded)."""
-    return Image.fromarray((image.movedim(0, -1).clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8))
+    resized = [np.asarray(Image.fromarray(item).resize((size[1], size[0]), resample)) for item in to_uint8(images)]
+    return from_uint8(resized).to(images.device)
 
 
 FIT_MODES = ("pad", "crop", "stretch")

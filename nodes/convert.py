@@ -5,6 +5,7 @@ import os
 
 from ..models.convert import convert_to_safetensors
 from .comfy_adapter import io, make_schema, model_file_list, resolve_model_file
+from .inputs import UTILS_CATEGORY
 
 CONVERTIBLE_FOLDERS = ("pcdms", "scfm", "vae", "clip_vision")
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
@@ -21,7 +22,7 @@ class ConvertToSafetensors(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferConvertToSafetensors",
             display_name="PoseTransfer Convert to safetensors",
-            category="PoseTransfer/utils",
+            category=UTILS_CATEGORY,
             description="Rewrites an original pickled checkpoint (.pt/.pth/.bin/.ckpt) as a .safetensors file beside it, "
                         "with metadata naming the model kind. Pickles can run code when loaded; safetensors cannot.",
             search_aliases=["convert checkpoint", "pt to safetensors"],

@@ -1,31 +1,19 @@
 """Loader nodes for the PCDMs family: the PCDMs checkpoint, DINOv2 / CLIP vision, and the SD VAE.
 
 Each returns one model wrapped for ComfyUI's memory management (`wrap_model`); the node-output cache is the
-model cache. The custom types are shared with the chained-stage nodes (`pcdm_chain.py`).
+model cache. The custom types live in `inputs.py`.
 """
 from __future__ import annotations
 
 from ..models.encoders import load_clip_vision, load_dinov2
 from ..models.pcdm.loading import load_pcdm_checkpoint
 from ..models.vae import load_vae
-from .comfy_adapter import (PRECISIONS, encoder_device, io, make_schema, model_file_list, resolve_dtype,
-                            resolve_model_file, torch_device, wrap_model)
+from .comfy_adapter import (encoder_device, io, make_schema, model_file_list, resolve_dtype, resolve_model_file,
+                            torch_device, wrap_model)
+from .inputs import PCDMS_CATEGORY, ClipVisionModel, Dinov2Model, PcdmModel, SdVae, precision_input
 
-PcdmModel = io.Custom("PT_PCDM_MODEL")
-Dinov2Model = io.Custom("PT_DINOV2")
-ClipVisionModel = io.Custom("PT_CLIP_VISION")
-SdVae = io.Custom("PT_SD_VAE")
-PcdmEmbedding = io.Custom("PT_PCDM_EMBEDDING")
-
-CATEGORY = "PoseTransfer/PCDMs"
-PRECISION_TOOLTIP = ("Weight precision. auto: ComfyUI's choice for the device (bf16/fp16 on capable GPUs, fp32 on "
-                     "CPU). The original ran fp16; fp32 is the reference for exact comparisons.")
 PCDMS_HINT = ("Put PCDMs_ckpt.pt (simplified model, Google Drive link in the tencent-ailab/PCDMs README) or a paper "
               "stage-2 file (stage2_checkpoints/512/s2_512.pt) in models/pcdms.")
-
-
-def _precision_input() -> object:
-    return io.Combo.Input("precision", options=list(PRECISIONS), default="auto", tooltip=PRECISION_TOOLTIP)
 
 
 def _encoder_output(load, clip_name: str, precision: str) -> io.NodeOutput:
@@ -41,14 +29,14 @@ class PCDMLoader(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferPCDMLoader",
             display_name="PoseTransfer PCDM Loader",
-            category=CATEGORY,
+            category=PCDMS_CATEGORY,
             description="Loads a PCDMs stage-2 checkpoint: the simplified release (PCDMs_ckpt.pt) or the paper's full "
                         "stage 2. The kind is detected from the weights; any other file is refused with an explanation.",
             search_aliases=["pcdms", "pose transfer model", "person image diffusion"],
             inputs=[
                 io.Combo.Input("ckpt_name", options=model_file_list("pcdms"),
                                tooltip="File in models/pcdms (.pt DeepSpeed file as released, or .safetensors)."),
-                _precision_input(),
+                precision_input(),
             ],
             outputs=[PcdmModel.Output(display_name="pcdm_model",
                                       tooltip="The stage-2 UNet with its pose and appearance heads.")],
@@ -67,7 +55,7 @@ class DINOv2Loader(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferDINOv2Loader",
             display_name="PoseTransfer DINOv2 Loader",
-            category=CATEGORY,
+            category=PCDMS_CATEGORY,
             description="Loads DINOv2 (facebook/dinov2-giant model.safetensors, transformers layout) from "
                         "models/clip_vision: the appearance encoder of PCDMs, run with PCDMs' own 224 px CLIP-statistics "
                         "preprocessing.",
@@ -75,7 +63,7 @@ class DINOv2Loader(io.ComfyNode):
             inputs=[
                 io.Combo.Input("clip_name", options=model_file_list("clip_vision"),
                                tooltip="DINOv2-giant file in models/clip_vision (e.g. dinov2-giant.safetensors)."),
-                _precision_input(),
+                precision_input(),
             ],
             outputs=[Dinov2Model.Output(display_name="dinov2", tooltip="The DINOv2 encoder.")],
         )
@@ -91,7 +79,7 @@ class CLIPVisionLoader(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferCLIPVisionLoader",
             display_name="PoseTransfer CLIP Vision Loader",
-            category=CATEGORY,
+            category=PCDMS_CATEGORY,
             description="Loads a CLIP vision tower with projection (OpenCLIP ViT-H/14 in transformers layout, the file "
                         "IPAdapter users already have) from models/clip_vision. PCDMs stage 1 and the full stage 2 use "
                         "its projected image embedding.",
@@ -99,7 +87,7 @@ class CLIPVisionLoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input("clip_name", options=model_file_list("clip_vision"),
                                tooltip="CLIP ViT-H/14 file in models/clip_vision (vision_model.* keys)."),
-                _precision_input(),
+                precision_input(),
             ],
             outputs=[ClipVisionModel.Output(display_name="clip_vision", tooltip="The CLIP vision encoder.")],
         )
@@ -115,14 +103,14 @@ class VAELoader(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferVAELoader",
             display_name="PoseTransfer VAE Loader",
-            category=CATEGORY,
+            category=PCDMS_CATEGORY,
             description="Loads the Stable Diffusion 2.1-base VAE (diffusers or original layout) from models/vae for "
                         "the PCDMs nodes.",
             search_aliases=["sd vae", "autoencoder"],
             inputs=[
                 io.Combo.Input("vae_name", options=model_file_list("vae"),
                                tooltip="SD VAE file in models/vae (e.g. the vae/ file of stable-diffusion-2-1-base)."),
-                _precision_input(),
+                precision_input(),
             ],
             outputs=[SdVae.Output(display_name="vae", tooltip="The SD VAE.")],
         )

@@ -1,23 +1,20 @@
 """PCDMs stage-2 nodes: inpainting from given poses, and a one-step node that extracts the source pose itself."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
-from ..models.images import FIT_MODES, bchw_to_comfy, comfy_to_bchw
-from ..models.pcdm.inpaint import (InpaintSettings, extract_pose_renders, inpaint, memory_estimate,
-                                   render_pose_frames)
-from ..models.pcdm.schedulers import SCHEDULERS
-from .comfy_adapter import (io, load_models, make_schema, progress_callback, resolve_model_file,
-                            to_output)
-from .loaders import CATEGORY, Dinov2Model, PcdmEmbedding, PcdmModel, SdVae
+from ..models.batching import chunk_count
+from ..models.images import bchw_to_comfy, comfy_to_bchw, from_uint8, to_uint8
+from ..models.pcdm.inpaint import InpaintSettings, inpaint, memory_estimate
+from ..pose.conditions import pcdms_renders, source_pose_renders
+from ..pose.dwpose import load_dwpose
+from ..pose.formats import frames_from_pose_keypoint
+from .comfy_adapter import io, load_models, make_schema, progress_callback, resolve_model_file, to_output
+from .inputs import (CHUNK_TIP, DWPOSE_HINT, PCDMS_CATEGORY, Dinov2Model, PcdmEmbedding, PcdmModel, PoseKeypoint,
+                     SdVae, pcdm_sampling_inputs, sequential_guidance_input, square_input)
 from .pose import onnx_model_files
-
-POSE_KEYPOINT = io.Custom("POSE_KEYPOINT")
-DWPOSE_HINT = ("Put the DWPose ONNX files (dw-ll_ucoco_384.onnx and yolox_l.onnx from the Hugging Face repository "
-               "yzd-v/DWPose) in models/dwpose.")
 
 
 def _model_inputs() -> list:
@@ -29,43 +26,19 @@ def _model_inputs() -> list:
     ]
 
 
-def _sampling_inputs() -> list:
-    return [
-        io.Int.Input("steps", default=50, min=1, max=200, tooltip="Denoising steps (demo: 50 with ddim; paper: 20 "
-                                                                     "with unipc)."),
-        io.Float.Input("guidance", default=2.0, min=0.0, max=20.0, step=0.1, round=0.01,
-                       tooltip="Classifier-free guidance scale; PCDMs used 2.0. 1 or less disables guidance."),
-        io.Combo.Input("scheduler", options=list(SCHEDULERS), default="ddim",
-                       tooltip="ddim: the demo's DDIM (leading spacing). unipc: the paper's UniPC. euler and "
-                               "dpmpp_2m: extra choices."),
-        io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
-                     tooltip="Noise seed; pose i of a batch uses seed + i, so a frame does not change with the batch."),
-        io.Combo.Input("fit", options=list(FIT_MODES), default="pad",
-                       tooltip="How non-square images reach the model's square: pad (whole image, black bars), crop "
-                               "(centre square) or stretch (the original's plain resize; distorts the person). The "
-                               "result comes back at the target pose's size and aspect."),
-    ]
-
-
 def _advanced_inputs() -> list:
     return [
-        io.Int.Input("resolution", default=512, min=128, max=1024, step=64, optional=True,
-                     tooltip="Side of the model's square: 512 for PCDMs_ckpt.pt and the 512 paper models, 256 for "
-                             "the 256 ones."),
-        io.Int.Input("batch_chunk", default=4, min=1, max=64, optional=True,
-                     tooltip="Target poses denoised together. Lower it if you run out of memory; results are the same."),
-        io.Boolean.Input("sequential_guidance", default=False, optional=True,
-                         tooltip="Run the two guidance halves one after the other instead of as one batch: less "
-                                 "memory, same result (on GPUs usually a little slower)."),
+        square_input("resolution", optional=True),
+        io.Int.Input("batch_chunk", display_name="batch_chunk", default=4, min=1, max=64, optional=True,
+                     tooltip=CHUNK_TIP),
+        sequential_guidance_input(),
     ]
 
 
 def render_keypoints(value: Any, height: int | None, width: int | None) -> torch.Tensor:
     """POSE_KEYPOINT -> [B,3,H,W] 0..1 renders; size = the given one or the first frame's canvas."""
-    from ..pose.formats import frames_from_pose_keypoint
-
     frames = frames_from_pose_keypoint(value)
-    return render_pose_frames(frames, height or frames[0].height, width or frames[0].width)
+    return from_uint8(pcdms_renders(frames, height or frames[0].height, width or frames[0].width))
 
 
 def pose_input(image: torch.Tensor | None, keypoints: Any, what: str, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -83,9 +56,9 @@ def run_inpaint(pcdm_model, dinov2, vae, source: torch.Tensor, source_pose: torc
     batch = target_pose.shape[0]
     dtype = pcdm_model.model.dtype
     load_models([pcdm_model, dinov2, vae], memory_estimate(settings, batch, dtype))
-    chunks = math.ceil(batch / settings.chunk_size)
+    total = settings.steps * chunk_count(batch, settings.chunk_size)
     result = inpaint(pcdm_model.model, vae.model, dinov2.model, source, source_pose, target_pose, settings,
-                     target_embeds=target_embedding, progress=progress_callback(settings.steps * chunks))
+                     target_embeds=target_embedding, progress=progress_callback(total))
     return io.NodeOutput(to_output(bchw_to_comfy(result.images)), to_output(bchw_to_comfy(result.canvas)))
 
 
@@ -107,18 +80,18 @@ class PCDMInpaint(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferPCDMInpaint",
             display_name="PoseTransfer PCDM Inpaint",
-            category=CATEGORY,
+            category=PCDMS_CATEGORY,
             description="PCDMs stage 2: paints the source person in each target pose (a batch of poses gives a batch "
                         "of frames; the source is encoded once). Poses are rendered images or POSE_KEYPOINT.",
             search_aliases=["pcdms", "pose transfer", "repose", "person image synthesis"],
             inputs=[
-                *_model_inputs(), *_sampling_inputs(),
+                *_model_inputs(), *pcdm_sampling_inputs(steps=50, scheduler="ddim"),
                 io.Image.Input("source_pose", optional=True,
                                tooltip="Pose render of the source image (same aspect ratio as the source)."),
-                POSE_KEYPOINT.Input("source_pose_keypoint", optional=True,
+                PoseKeypoint.Input("source_pose_keypoint", optional=True,
                                     tooltip="Or the source pose as keypoints (drawn in PCDMs' style at the source size)."),
                 io.Image.Input("target_pose", optional=True, tooltip="Target pose render(s); a batch gives a batch."),
-                POSE_KEYPOINT.Input("target_pose_keypoint", optional=True,
+                PoseKeypoint.Input("target_pose_keypoint", optional=True,
                                     tooltip="Or the target pose(s) as keypoints (drawn in PCDMs' style)."),
                 PcdmEmbedding.Input("target_embedding", optional=True,
                                     tooltip="Full stage-2 model only: target CLIP-H embedding from the PCDM Prior node."),
@@ -145,18 +118,18 @@ class PCDMPoseTransfer(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferPCDMPoseTransfer",
             display_name="PoseTransfer PCDM Pose Transfer (one step)",
-            category=CATEGORY,
+            category=PCDMS_CATEGORY,
             description="Source photo + target pose -> the person in that pose. Extracts the source pose with DWPose "
                         "(ONNX files in models/dwpose), draws it in PCDMs' style, and runs PCDM Inpaint.",
             search_aliases=["pcdms", "pose transfer", "repose", "one step"],
             inputs=[
-                *_model_inputs(), *_sampling_inputs(),
+                *_model_inputs(), *pcdm_sampling_inputs(steps=50, scheduler="ddim"),
                 io.Combo.Input("dwpose_model", options=onnx_model_files(), default="dw-ll_ucoco_384.onnx",
                                tooltip="DWPose keypoint model (ONNX) in models/dwpose."),
                 io.Combo.Input("detector_model", options=onnx_model_files(), default="yolox_l.onnx",
                                tooltip="YOLOX person detector (ONNX) in models/dwpose."),
                 io.Image.Input("target_pose", optional=True, tooltip="Target pose render(s); a batch gives a batch."),
-                POSE_KEYPOINT.Input("target_pose_keypoint", optional=True,
+                PoseKeypoint.Input("target_pose_keypoint", optional=True,
                                     tooltip="Or the target pose(s) as keypoints (drawn in PCDMs' style)."),
                 *_advanced_inputs(),
             ],
@@ -170,9 +143,10 @@ class PCDMPoseTransfer(io.ComfyNode):
         source = comfy_to_bchw(source_image, "source_image")
         settings = _settings(steps, guidance, scheduler, seed, fit, resolution, batch_chunk, sequential_guidance)
         tgt_pose = pose_input(target_pose, target_pose_keypoint, "target_pose")
-        src_pose = extract_pose_renders(source, resolve_model_file("dwpose", dwpose_model, hint=DWPOSE_HINT),
-                                        resolve_model_file("dwpose", detector_model, hint=DWPOSE_HINT),
-                                        progress_callback(source.shape[0]))
+        dwpose = load_dwpose(resolve_model_file("dwpose", dwpose_model, hint=DWPOSE_HINT),
+                             resolve_model_file("dwpose", detector_model, hint=DWPOSE_HINT))
+        photos = list(to_uint8(source))
+        src_pose = from_uint8(source_pose_renders(dwpose, photos, progress_callback(len(photos))))
         return run_inpaint(pcdm_model, dinov2, vae, source, src_pose, tgt_pose, settings)
 
 

@@ -3,35 +3,32 @@ from __future__ import annotations
 
 import torch
 
+from ..models.batching import chunk_count
 from ..models.encoders import encode_clip_embeds
-from ..models.images import FIT_MODES, bchw_to_comfy, comfy_to_bchw, pil_resize
+from ..models.images import bchw_to_comfy, comfy_to_bchw, pil_resize
+from ..models.pcdm import prior as prior_pipeline
+from ..models.pcdm import refine as refine_pipeline
 from ..models.pcdm.inpaint import InpaintSettings
-from ..models.pcdm.prior import POSE_CONVENTIONS, load_prior, pose_coordinates, sample_prior
-from ..models.pcdm.refine import PAPER_GUIDANCE_RESCALE, RefineSettings, load_refiner, memory_estimate, refine
-from ..models.pcdm.schedulers import SCHEDULERS
+from ..models.pcdm.prior import load_prior, sample_prior
+from ..models.pcdm.refine import PAPER_GUIDANCE_RESCALE, RefineSettings, load_refiner, refine
+from ..pose.conditions import POSE_CONVENTIONS, pose_coordinates
 from ..pose.formats import frames_from_pose_keypoint
-from .comfy_adapter import (PRECISIONS, io, load_models, make_schema, model_file_list, progress_callback,
-                            resolve_dtype, resolve_model_file, to_output, wrap_model)
-from .loaders import PRECISION_TOOLTIP, ClipVisionModel, Dinov2Model, PcdmEmbedding, PcdmModel, SdVae
+from .comfy_adapter import (io, load_models, make_schema, model_file_list, progress_callback, resolve_dtype,
+                            resolve_model_file, to_output, wrap_model)
+from .inputs import (PCDMS_CATEGORY, ClipVisionModel, Dinov2Model, PcdmEmbedding, PcdmModel, PoseKeypoint,
+                     PriorModel, RefinerModel, SdVae, pcdm_sampling_inputs, precision_input, seed_input,
+                     sequential_guidance_input, square_input)
 from .pcdm import pose_input, run_inpaint
-
-CATEGORY = "PoseTransfer/PCDMs"
-PriorModel = io.Custom("PT_PCDM_PRIOR")
-RefinerModel = io.Custom("PT_PCDM_REFINER")
-PoseKeypoint = io.Custom("POSE_KEYPOINT")
 
 PRIOR_CANVAS = 512  # the stage-1 script resized the source to 512 x 512 before CLIP's own 224 preprocessing
 POSE_CONVENTION_TIP = ("How the 18 body points become the prior's 36 numbers. The released prior's convention is "
                        "undocumented; 'fraction' (x/width, y/height of the pose canvas, missing points 0) is our "
                        "documented default. Others: centred -1..1, pixels of a 512/256 canvas, DeepFashion 176x256 pixels.")
-SEED_TIP = "Noise seed; image i of a batch uses seed + i, so a result does not change with the batch around it."
 GUIDANCE_RESCALE_TIP = ("diffusers' guidance rescale (0 = plain classifier-free guidance, recommended). The paper's "
                         f"stage-3 test script passed {PAPER_GUIDANCE_RESCALE} (its guidance scale), which extrapolates "
                         f"past the rescaled prediction; set {PAPER_GUIDANCE_RESCALE} only to reproduce the paper's numbers.")
 STRENGTH_TIP = ("1.0 = the original: start from pure noise, the coarse image only conditions the model. Lower values "
                 "start from the coarse image noised to that level and keep more of it.")
-FIT_TIP = "How non-square images reach the square model input: pad (keep everything), crop, or stretch (the original)."
-SIZE_TIP = "The model's square side: 512 for the released 512 models, 256 for the 256 ones."
 STAGE_FILES_HINT = ("Put the paper's stage files from the tencent-ailab/PCDMs README (Google Drive: stage1_checkpoints/512/"
                     "s1_512.pt, stage3_checkpoints/512/s3_512.pt) in models/pcdms.")
 
@@ -40,9 +37,10 @@ STAGE_FILES_HINT = ("Put the paper's stage files from the tencent-ailab/PCDMs RE
 def _loader_schema(node_id: str, display_name: str, description: str, aliases: list[str], file_tip: str,
                    output: io.Output) -> io.Schema:
     return make_schema(
-        node_id=node_id, display_name=display_name, category=CATEGORY, description=description, search_aliases=aliases,
+        node_id=node_id, display_name=display_name, category=PCDMS_CATEGORY, description=description,
+        search_aliases=aliases,
         inputs=[io.Combo.Input("ckpt_name", options=model_file_list("pcdms"), tooltip=file_tip),
-                io.Combo.Input("precision", options=list(PRECISIONS), default="auto", tooltip=PRECISION_TOOLTIP)],
+                precision_input()],
         outputs=[output],
     )
 
@@ -88,7 +86,8 @@ def run_prior(prior, clip_vision, source_image: torch.Tensor, source_pose: list,
     source_frames = frames_from_pose_keypoint(source_pose, (source.shape[-1], source.shape[-2]))
     source_xy = pose_coordinates(source_frames, pose_convention, "source_pose")
     target_xy = pose_coordinates(frames_from_pose_keypoint(target_pose), pose_convention, "target_pose")
-    load_models([prior, clip_vision], memory_required=64 * 2**20)
+    dtype = prior.model.proj_in.weight.dtype
+    load_models([prior, clip_vision], prior_pipeline.memory_estimate(len(target_xy), dtype))
     embeds = encode_clip_embeds(clip_vision.model, pil_resize(source, (PRIOR_CANVAS, PRIOR_CANVAS)))
     return sample_prior(prior.model, embeds, source_xy, target_xy, steps=steps, guidance=guidance, seed=seed,
                         progress=progress_callback(steps))
@@ -99,8 +98,9 @@ def run_refine(refiner, dinov2, vae, coarse_image: torch.Tensor, source_image: t
     """Stage 3 on ComfyUI values: coarse IMAGE [B,H,W,C] + source IMAGE [1 or B,...] -> refined IMAGE [B,H,W,C]."""
     coarse = comfy_to_bchw(coarse_image, "coarse_image")
     source = comfy_to_bchw(source_image, "source_image")
-    load_models([refiner, dinov2, vae], memory_estimate(settings, coarse.shape[0], refiner.model.dtype))
-    refined = refine(refiner.model, vae.model, dinov2.model, coarse, source, settings, progress_callback(settings.steps))
+    load_models([refiner, dinov2, vae], refine_pipeline.memory_estimate(settings, coarse.shape[0], refiner.model.dtype))
+    total = settings.steps * chunk_count(coarse.shape[0], settings.chunk_size)
+    refined = refine(refiner.model, vae.model, dinov2.model, coarse, source, settings, progress_callback(total))
     return bchw_to_comfy(refined)
 
 
@@ -113,12 +113,6 @@ def _rescale_input() -> io.Float.Input:
     return io.Float.Input("guidance_rescale", default=0.0, min=0.0, max=2.0, step=0.05, tooltip=GUIDANCE_RESCALE_TIP)
 
 
-def _sequential_input() -> io.Boolean.Input:
-    return io.Boolean.Input("sequential_guidance", default=False, optional=True,
-                            tooltip="Run the two guidance halves one after the other instead of as one batch: less "
-                                    "memory, same result (on GPUs usually a little slower).")
-
-
 def _strength_input(name: str) -> io.Float.Input:
     return io.Float.Input(name, default=1.0, min=0.05, max=1.0, step=0.05, tooltip=STRENGTH_TIP)
 
@@ -127,7 +121,7 @@ class PcdmPrior(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return make_schema(
-            node_id="PoseTransferPCDMPrior", display_name="PoseTransfer PCDM Prior", category=CATEGORY,
+            node_id="PoseTransferPCDMPrior", display_name="PoseTransfer PCDM Prior", category=PCDMS_CATEGORY,
             description="PCDMs stage 1 (experimental on your own data): predicts the CLIP ViT-H/14 embedding of the "
                         "person in the target pose from the source image's embedding and both poses. Feed it to the "
                         "full stage-2 inpainting model.",
@@ -142,7 +136,7 @@ class PcdmPrior(io.ComfyNode):
                 io.Float.Input("guidance", default=0.0, min=0.0, max=20.0, step=0.1,
                                tooltip="0 (or anything up to 1) = no guidance, the original's setting. Above 1: "
                                        "classifier-free guidance against a zero source embedding (our extension)."),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True, tooltip=SEED_TIP),
+                seed_input(),
                 _pose_convention_input(),
             ],
             outputs=[PcdmEmbedding.Output(display_name="embedding",
@@ -156,24 +150,11 @@ class PcdmPrior(io.ComfyNode):
         return io.NodeOutput(to_output(embeds))
 
 
-def _sampling_inputs() -> list:
-    """Stage-2/3 sampling widgets, in the order of PCDM Inpaint's."""
-    return [
-        io.Int.Input("steps", default=20, min=1, max=200, tooltip="Denoising steps of stages 2 and 3 (the paper: UniPC 20)."),
-        io.Float.Input("guidance", default=2.0, min=0.0, max=20.0, step=0.1,
-                       tooltip="Classifier-free guidance scale (the paper: 2.0; 1 or less turns it off)."),
-        io.Combo.Input("scheduler", options=list(SCHEDULERS), default="unipc",
-                       tooltip="unipc = the paper's stage-2/3 sampler; ddim, euler and dpmpp_2m are alternatives."),
-        io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True, tooltip=SEED_TIP),
-        io.Combo.Input("fit", options=list(FIT_MODES), default="pad", tooltip=FIT_TIP),
-    ]
-
-
 class PcdmRefine(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return make_schema(
-            node_id="PoseTransferPCDMRefine", display_name="PoseTransfer PCDM Refine", category=CATEGORY,
+            node_id="PoseTransferPCDMRefine", display_name="PoseTransfer PCDM Refine", category=PCDMS_CATEGORY,
             description="PCDMs stage 3: re-denoises a coarse stage-2 result conditioned on the source's DINOv2 "
                         "features to restore texture and identity.",
             search_aliases=["pcdms stage 3", "refine pose transfer"],
@@ -183,11 +164,11 @@ class PcdmRefine(io.ComfyNode):
                 SdVae.Input("vae", tooltip="The Stable Diffusion 2.1-base VAE."),
                 io.Image.Input("coarse_image", tooltip="Stage-2 results to refine (any size; returned at that size)."),
                 io.Image.Input("source_image", tooltip="The source person (one image, or one per coarse image)."),
-                *_sampling_inputs(),
+                *pcdm_sampling_inputs(steps=20, scheduler="unipc"),
                 _rescale_input(),
                 _strength_input("strength"),
-                io.Int.Input("size", default=512, min=64, max=2048, step=64, tooltip=SIZE_TIP),
-                _sequential_input(),
+                square_input("size", minimum=64, maximum=2048),
+                sequential_guidance_input(),
             ],
             outputs=[io.Image.Output(display_name="image", tooltip="Refined images, at the coarse images' size.")],
         )
@@ -206,7 +187,8 @@ class PcdmThreeStage(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return make_schema(
-            node_id="PoseTransferPCDMThreeStage", display_name="PoseTransfer PCDM Three Stages", category=CATEGORY,
+            node_id="PoseTransferPCDMThreeStage", display_name="PoseTransfer PCDM Three Stages",
+            category=PCDMS_CATEGORY,
             description="The paper's full PCDMs pipeline in one node: prior (target CLIP-H embedding) -> full stage-2 "
                         "inpainting -> stage-3 refinement. Each stage's models are loaded through ComfyUI's memory "
                         "management in turn, so the chain fits where one stage fits.",
@@ -221,15 +203,15 @@ class PcdmThreeStage(io.ComfyNode):
                 io.Image.Input("source_image", tooltip="The person to re-pose (one image, or one per target pose)."),
                 PoseKeypoint.Input("source_pose", tooltip="Body keypoints of the source image (e.g. from DWPose)."),
                 PoseKeypoint.Input("target_pose", tooltip="Keypoints of each wanted pose; a batch of frames gives a batch."),
-                *_sampling_inputs(),
+                *pcdm_sampling_inputs(steps=20, scheduler="unipc"),
                 io.Int.Input("prior_steps", default=20, min=2, max=200, tooltip="UnCLIP steps of the prior (the paper: 20)."),
                 io.Float.Input("prior_guidance", default=0.0, min=0.0, max=20.0, step=0.1,
                                tooltip="Prior guidance: 0 = the original (none); above 1 = our zero-embedding CFG."),
                 _pose_convention_input(),
                 _strength_input("refine_strength"),
                 _rescale_input(),
-                io.Int.Input("resolution", default=512, min=128, max=1024, step=64, tooltip=SIZE_TIP),
-                _sequential_input(),
+                square_input("resolution"),
+                sequential_guidance_input(),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="Refined results (stage 3), at the target poses' size."),

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import torch
 
-from ..models.images import comfy_to_bchw
+from ..models.images import bchw_to_comfy, comfy_to_bchw, from_uint8, to_uint8
 from ..pose.align import ALIGN_MODES, align_frames
 from ..pose.dwpose import CHANNEL_ORDERS, NO_PERSON_MODES, PROVIDER_CHOICES, load_dwpose
 from ..pose.formats import frames_from_pose_keypoint, load_openpose_json, pose_keypoint_from_frames, save_openpose_json
@@ -18,14 +18,9 @@ from ..pose.keypoints import SELECTIONS, Person, PoseFrame, select_people
 from ..pose.render import STYLES, render_controlnet_aux, render_pcdms
 from .comfy_adapter import (input_directory, io, make_schema, model_file_list, output_directory, progress_callback,
                             resolve_model_file, to_output)
+from .inputs import DWPOSE_HINT, POSE_CATEGORY, DWPoseModel, PoseKeypoint
 
-DWPoseModel = io.Custom("PT_DWPOSE")
-PoseKeypoint = io.Custom("POSE_KEYPOINT")
-
-CATEGORY = "PoseTransfer/Pose"
 NO_DETECTOR = "none (whole image)"
-DWPOSE_HINT = ("Download yolox_l.onnx and dw-ll_ucoco_384.onnx (Hugging Face: yzd-v/DWPose) into models/dwpose. "
-               "Files comfyui_controlnet_aux already downloaded are found too.")
 POSE_TOOLTIP = "Poses: a list with one OpenPose-style dict per image (from DWPose, other packs, or a JSON file)."
 STYLE_TOOLTIP = ("pcdms: what the PCDMs models were trained on (thin hands, no face, drawn at 512 then resized). "
                  "controlnet_aux: the comfyui_controlnet_aux DWPose look (thick hands, face dots).")
@@ -42,8 +37,7 @@ def _default(options: list[str], wanted: str) -> str | None:
 
 def images_to_uint8(image: torch.Tensor) -> list[np.ndarray]:
     """IMAGE [B,H,W,C] (C = 1, 3 or 4) -> list of uint8 RGB (H,W,3) arrays."""
-    rgb = comfy_to_bchw(image, "image").movedim(1, -1).clamp(0, 1)
-    return list((rgb * 255.0).round().to(torch.uint8).cpu().numpy())
+    return list(to_uint8(comfy_to_bchw(image, "image")))
 
 
 def render_frames(frames: list[PoseFrame], style: str, height: int, width: int, hands: bool = True,
@@ -55,7 +49,7 @@ def render_frames(frames: list[PoseFrame], style: str, height: int, width: int, 
         images = [render_pcdms(f, height, width) for f in frames]
     else:
         images = [render_controlnet_aux(f, height, width, draw_hands=hands, draw_face=face) for f in frames]
-    return to_output(torch.from_numpy(np.stack(images)).float() / 255.0)
+    return to_output(bchw_to_comfy(from_uint8(images)))
 
 
 def _without(frame: PoseFrame, hands: bool, face: bool) -> PoseFrame:
@@ -75,7 +69,7 @@ class DWPoseLoader(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferDWPoseLoader",
             display_name="PoseTransfer DWPose Loader",
-            category=CATEGORY,
+            category=POSE_CATEGORY,
             description="Opens the DWPose ONNX models with onnxruntime. Sizes and batch support are read from the "
                         "files; the providers really used are reported in the console.",
             search_aliases=["dwpose", "openpose", "pose estimator", "yolox"],
@@ -108,7 +102,7 @@ class DWPoseExtract(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferDWPoseExtract",
             display_name="PoseTransfer DWPose Extract",
-            category=CATEGORY,
+            category=POSE_CATEGORY,
             description="Detects people and their whole-body keypoints in every image (frame by frame) and renders them.",
             search_aliases=["dwpose", "pose detection", "openpose", "keypoints"],
             inputs=[
@@ -154,7 +148,7 @@ class RenderPose(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferRenderPose",
             display_name="PoseTransfer Render Pose",
-            category=CATEGORY,
+            category=POSE_CATEGORY,
             description="Draws POSE_KEYPOINT skeletons on black in the style a model expects, at the size you choose.",
             search_aliases=["draw pose", "openpose render", "skeleton"],
             inputs=[
@@ -188,7 +182,7 @@ class AlignPose(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferAlignPose",
             display_name="PoseTransfer Align Pose",
-            category=CATEGORY,
+            category=POSE_CATEGORY,
             description="Retargets target poses to the source person's body size and position, so a tall source and a "
                         "short target pose don't give a squashed person. Off ('none') reproduces the original methods.",
             search_aliases=["retarget pose", "pose alignment", "scale pose"],
@@ -218,7 +212,7 @@ class LoadOpenPoseJSON(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferLoadOpenPoseJSON",
             display_name="PoseTransfer Load OpenPose JSON",
-            category=CATEGORY,
+            category=POSE_CATEGORY,
             description="Reads an OpenPose JSON file (one frame, or a list of frames) as POSE_KEYPOINT.",
             search_aliases=["openpose json", "load pose", "pose keypoint"],
             inputs=[
@@ -257,7 +251,7 @@ class SaveOpenPoseJSON(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferSaveOpenPoseJSON",
             display_name="PoseTransfer Save OpenPose JSON",
-            category=CATEGORY,
+            category=POSE_CATEGORY,
             description="Writes POSE_KEYPOINT as an OpenPose JSON file (a dict for one frame, a list for several).",
             search_aliases=["save pose", "openpose json", "export keypoints"],
             is_output_node=True,

@@ -1,26 +1,24 @@
 """SCFM nodes: load a model, preview its flow warp, sample the person in a new pose.
 
-Glue only: POSE_KEYPOINT -> first person's OpenPose-18 body, IMAGE <-> [B,3,H,W]; the work is in
-`models/scfm/pipeline.py`.
+Glue only: POSE_KEYPOINT -> first person's OpenPose-18 body -> SCFM pose maps (`pose/conditions.py`),
+IMAGE <-> [B,3,H,W]; the work is in `models/scfm/pipeline.py`.
 """
 from __future__ import annotations
 
-from ..models.images import FIT_MODES, bchw_to_comfy, comfy_to_bchw
+import torch
+
+from ..models.batching import chunk_count
+from ..models.images import bchw_to_comfy, comfy_to_bchw
 from ..models.scfm import pipeline, sampler
 from ..models.scfm.checkpoint import load_scfm
-from .comfy_adapter import (PRECISIONS, io, load_models, make_schema, model_file_list, progress_callback,
-                            resolve_dtype, resolve_model_file, to_output, torch_device, wrap_model)
-
-ScfmModel = io.Custom("PT_SCFM_MODEL")
-PoseKeypoint = io.Custom("POSE_KEYPOINT")
-
-CATEGORY = "PoseTransfer/SCFM"
+from ..pose.conditions import scfm_body_points, scfm_pose_maps
+from ..pose.formats import frames_from_pose_keypoint
+from .comfy_adapter import (io, load_models, make_schema, model_file_list, progress_callback, resolve_dtype,
+                            resolve_model_file, to_output, torch_device, wrap_model)
+from .inputs import CHUNK_TIP, SCFM_CATEGORY, PoseKeypoint, ScfmModel, fit_input, precision_input, seed_input
 SCFM_HINT = ("No SCFM weights were ever published: train with the original repository (zylwithxy/SCFM-guided-DDPM, "
              "checkpoints/<exp>/last.pt) or with `python <pack> scfm-train`, and put the file in models/scfm.")
 NOISE_MODES = ("per item (seed + i)", "single draw (original)")
-# Activation memory of guided sampling per item at 256 x 256 in fp32, scaled by dtype size (bench/scfm.py on
-# CPU: 0.76 GiB at batch 1, 5.4 GiB at batch 8, over the weights).
-ACTIVATION_BYTES_PER_ITEM = 800 * 1024 * 1024
 
 _FIT_TOOLTIP = ("How the image is put on the model's 256 x 256 square. stretch: resize both axes (how the original's "
                 "DeepFashion data was prepared); pad: keep the aspect with white borders; crop: keep the aspect and cut "
@@ -28,13 +26,23 @@ _FIT_TOOLTIP = ("How the image is put on the model's 256 x 256 square. stretch: 
 _POSE_TOOLTIP = "OpenPose-18 keypoints (e.g. from PoseTransfer DWPose Extract); the first person of each frame is used."
 
 
-def _poses(value, what: str, images) -> list[pipeline.PoseInput]:
+def _poses(value, what: str, images: torch.Tensor) -> list[pipeline.PoseInput]:
     """POSE_KEYPOINT -> first person per frame; a frame without canvas size is taken to be the source image's."""
-    from ..pose.formats import frames_from_pose_keypoint  # the pose toolkit's POSE_KEYPOINT reader
-
     default_size = (images.shape[-1], images.shape[-2])
-    return [pipeline.PoseInput.from_frame(frame, f"{what}, frame {i}")
+    return [pipeline.PoseInput(scfm_body_points(frame, f"{what}, frame {i}"), frame.height, frame.width)
             for i, frame in enumerate(frames_from_pose_keypoint(value, default_size))]
+
+
+def _pipeline_inputs(model, source_image, source_pose, target_pose, fit: str
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ComfyUI values -> (source images [B,3,H,W], source pose maps, target pose maps [B,20,S,S]), batch-1 inputs
+    broadcast, the maps placed on the model square like the images."""
+    images = comfy_to_bchw(source_image, "source_image")
+    images, sources, targets = pipeline.check_batches(images, _poses(source_pose, "source_pose", images),
+                                                      _poses(target_pose, "target_pose", images))
+    size = model.config.image_size
+    return (images, scfm_pose_maps(pipeline.place_on_square(sources, size, fit), size),
+            scfm_pose_maps(pipeline.place_on_square(targets, size, fit), size))
 
 
 def _common_inputs() -> list:
@@ -52,16 +60,14 @@ class SCFMLoader(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferSCFMLoader",
             display_name="PoseTransfer SCFM Loader",
-            category=CATEGORY,
+            category=SCFM_CATEGORY,
             description="Loads an SCFM model: the original training file (last.pt / Epoch{n}.pt, read without running "
                         "its pickled config), its ema/model weights, or a .safetensors conversion.",
             search_aliases=["scfm", "flow guided diffusion", "pose transfer model"],
             inputs=[
                 io.Combo.Input("ckpt_name", options=model_file_list("scfm"),
                                tooltip="File in models/scfm (the original's last.pt, or .safetensors)."),
-                io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
-                               tooltip="Weight precision. auto: fp32 on CPU, ComfyUI's choice on GPU. The original "
-                                       "ran fp32, the reference for exact comparisons."),
+                precision_input(original="fp32"),
             ],
             outputs=[ScfmModel.Output(display_name="scfm_model",
                                       tooltip="Denoiser, source encoder, flow net and MSFF in one model.")],
@@ -80,12 +86,11 @@ class SCFMWarp(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferSCFMWarp",
             display_name="PoseTransfer SCFM Warp",
-            category=CATEGORY,
+            category=SCFM_CATEGORY,
             description="Shows the correspondence SCFM's flow net finds between the poses: the source image warped "
                         "into the target pose, the flow as a colour wheel and the occlusion mask.",
             search_aliases=["flow", "warp", "optical flow", "correspondence"],
-            inputs=[*_common_inputs(), io.Combo.Input("fit", options=list(FIT_MODES), default="stretch",
-                                                      tooltip=_FIT_TOOLTIP)],
+            inputs=[*_common_inputs(), fit_input("stretch", _FIT_TOOLTIP)],
             outputs=[
                 io.Image.Output(display_name="warped", tooltip="The source pixels moved by the flow (image/8 flow, "
                                                                "bilinear), at the source image's size."),
@@ -99,10 +104,10 @@ class SCFMWarp(io.ComfyNode):
     @classmethod
     def execute(cls, scfm_model, source_image, source_pose, target_pose, fit: str = "stretch") -> io.NodeOutput:
         load_models([scfm_model])
-        images = comfy_to_bchw(source_image, "source_image")
-        warped, flow, occlusion = pipeline.warp_preview(
-            scfm_model.model, images, _poses(source_pose, "source_pose", images),
-            _poses(target_pose, "target_pose", images), fit_mode=fit)
+        images, source_maps, target_maps = _pipeline_inputs(scfm_model.model, source_image, source_pose, target_pose,
+                                                            fit)
+        warped, flow, occlusion = pipeline.warp_preview(scfm_model.model, images, source_maps, target_maps,
+                                                        fit_mode=fit)
         return io.NodeOutput(to_output(bchw_to_comfy(warped)), to_output(bchw_to_comfy(flow)), to_output(occlusion))
 
 
@@ -112,22 +117,20 @@ class SCFMSample(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferSCFMSample",
             display_name="PoseTransfer SCFM Sample",
-            category=CATEGORY,
+            category=SCFM_CATEGORY,
             description="Generates the source person in the target pose with SCFM's guided DDIM (the original uses 50 "
                         "steps, eta 0, guidance 2 with the flow sites off in the unguided pass). Works at 256 x 256; "
                         "the result is returned at the source image's size.",
             search_aliases=["scfm", "pose transfer", "person image synthesis"],
             inputs=[
                 *_common_inputs(),
-                io.Int.Input("seed", default=0, min=0, max=0x7FFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Noise seed; see noise_mode for how batch items get theirs."),
+                seed_input("Noise seed; see noise_mode for how batch items get theirs."),
                 io.Int.Input("steps", default=sampler.DEFAULT_STEPS, min=1, max=1000,
                              tooltip="DDIM steps over 1000 training steps (stride 1000 // steps); 50 as in the paper."),
                 io.Float.Input("guidance", default=sampler.DEFAULT_GUIDANCE, min=0.0, max=20.0, step=0.1,
                                tooltip="Image guidance: 1 = no guidance (one pass per step); 2 = the original."),
-                io.Combo.Input("fit", options=list(FIT_MODES), default="stretch", tooltip=_FIT_TOOLTIP),
-                io.Int.Input("batch_size", default=4, min=1, max=64,
-                             tooltip="Images denoised together; lower it if memory runs out. Results do not depend on it."),
+                fit_input("stretch", _FIT_TOOLTIP),
+                io.Int.Input("batch_size", display_name="batch_chunk", default=4, min=1, max=64, tooltip=CHUNK_TIP),
                 io.Combo.Input("noise_mode", options=list(NOISE_MODES), default=NOISE_MODES[0],
                                tooltip="per item: image i uses seed + i, so it stays the same in any batch. single draw: "
                                        "one generator draws the whole batch, as the original (torch.manual_seed) did."),
@@ -141,16 +144,14 @@ class SCFMSample(io.ComfyNode):
                 noise_mode: str = NOISE_MODES[0]) -> io.NodeOutput:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        images = comfy_to_bchw(source_image, "source_image")
-        sources, targets = _poses(source_pose, "source_pose", images), _poses(target_pose, "target_pose", images)
         model = scfm_model.model
-        items = min(batch_size, max(images.shape[0], len(sources), len(targets)))
-        scale = (model.config.image_size / 256) ** 2 * model.dtype.itemsize / 4
-        load_models([scfm_model], memory_required=int(items * ACTIVATION_BYTES_PER_ITEM * scale))
-        chunks = -(-max(images.shape[0], len(sources), len(targets)) // batch_size)
-        result = pipeline.transfer(model, images, sources, targets, seed=seed, steps=steps, guidance=guidance,
-                                   fit_mode=fit, per_item_seed=noise_mode == NOISE_MODES[0], batch_size=batch_size,
-                                   progress=progress_callback(chunks * steps))
+        images, source_maps, target_maps = _pipeline_inputs(model, source_image, source_pose, target_pose, fit)
+        settings = pipeline.SampleSettings(steps=steps, guidance=guidance, seed=seed, fit=fit, chunk_size=batch_size,
+                                           per_item_seed=noise_mode == NOISE_MODES[0])
+        batch = images.shape[0]
+        load_models([scfm_model], pipeline.memory_estimate(settings, batch, model.dtype, model.config.image_size))
+        result = pipeline.transfer(model, images, source_maps, target_maps, settings,
+                                   progress=progress_callback(chunk_count(batch, batch_size) * steps))
         return io.NodeOutput(to_output(bchw_to_comfy(result)))
 
 

@@ -103,12 +103,6 @@ class DWPose:
     detector_channels: str = "BGR"
     log_lines: list[str] = field(default_factory=list)
 
-    def describe(self) -> str:
-        parts = [f"pose {self.pose.path} on {self.pose.providers[0]}"]
-        if self.detector is not None:
-            parts.append(f"detector {self.detector.path} on {self.detector.providers[0]}")
-        return "; ".join(parts)
-
     # ---------------------------------------------------------------------------------- detection
     def detect_boxes(self, image_rgb: np.ndarray) -> np.ndarray:
         """uint8 RGB (H,W,3) -> (N,4) float32 person boxes x1y1x2y2 in image pixels, best first."""

@@ -13,8 +13,6 @@ import numpy as np
 BODY_POINTS, HAND_POINTS, FACE_POINTS, FOOT_POINTS = 18, 21, 70, 6
 # OpenPose-18 order (DWPOSE.md §5): 0 nose, 1 neck, 2-4 right arm, 5-7 left arm, 8-10 right leg, 11-13 left leg,
 # 14/15 right/left eye, 16/17 right/left ear.
-BODY_NAMES = ("nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist", "r_hip",
-              "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear")
 # OpenPose index <- COCO-17 index, after the neck was inserted at 17 (the conversion every DWPose port uses).
 OPENPOSE_FROM_MMPOSE = {1: 17, 2: 6, 3: 8, 4: 10, 6: 7, 7: 9, 8: 12, 9: 14, 10: 16, 12: 13, 13: 15,
                         14: 2, 15: 1, 16: 4, 17: 3}

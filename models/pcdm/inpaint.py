@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 
+from ..batching import chunks
 from ..images import SquareFit, pil_resize, square_fit, to_signed
 from ..noise import seeded_noise
 from ..encoders import encode_dino
@@ -142,12 +142,6 @@ def _branches(model: PcdmStage2, cond: torch.Tensor, uncond: torch.Tensor, conca
             Branch(concat, {"encoder_hidden_states": uncond, **uncond_kwargs}))
 
 
-def _pick(tensor: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
-    if tensor is None:
-        return None
-    return tensor[index.clamp(max=tensor.shape[0] - 1).to(tensor.device)]
-
-
 @torch.no_grad()
 def inpaint(model: PcdmStage2, vae: torch.nn.Module, dino: torch.nn.Module, source: torch.Tensor,
             source_pose: torch.Tensor, target_pose: torch.Tensor, settings: InpaintSettings,
@@ -167,52 +161,24 @@ def inpaint(model: PcdmStage2, vae: torch.nn.Module, dino: torch.nn.Module, sour
     latent_h, latent_w = settings.size // LATENT_FACTOR, 2 * settings.size // LATENT_FACTOR
     mask = canvas_mask(latent_h, latent_w, model.device)
 
-    chunk = max(1, settings.chunk_size)
-    n_chunks = (batch + chunk - 1) // chunk
     outputs = []
-    for c, start in enumerate(range(0, batch, chunk)):
-        index = torch.arange(start, min(start + chunk, batch))
-        n = len(index)
-        masked = _pick(masked_all, index)
-        concat = torch.cat([mask.expand(n, -1, -1, -1), masked], dim=1)
-        pose = pose_residual(model, _pick(source_pose_sq, index), target_sq[index])
-        cond, uncond = _branches(model, _pick(cond_all, index), _pick(uncond_all, index), concat, pose,
-                                 _pick(target_embeds, index))
+    for chunk in chunks(batch, settings.chunk_size, settings.seed, progress):
+        concat = torch.cat([mask.expand(len(chunk), -1, -1, -1), chunk.pick(masked_all)], dim=1)
+        pose = pose_residual(model, chunk.pick(source_pose_sq), target_sq[chunk.items])
+        cond, uncond = _branches(model, chunk.pick(cond_all), chunk.pick(uncond_all), concat, pose,
+                                 chunk.pick(target_embeds))
         scheduler = make_scheduler(settings.scheduler)
         scheduler.set_timesteps(settings.steps, device=model.device)
-        noise = seeded_noise((n, 4, latent_h, latent_w), settings.seed + start, device=model.device)
-        step_progress = None
-        if progress is not None:
-            def step_progress(step: int, total: int, offset: int = c * settings.steps) -> None:
-                progress(offset + step, n_chunks * total)
+        noise = seeded_noise((len(chunk), 4, latent_h, latent_w), chunk.seed, device=model.device)
         latents = denoise(model.unet, noise * scheduler.init_noise_sigma, scheduler, cond, uncond,
                           guidance_scale=settings.guidance_scale, guidance_rescale=settings.guidance_rescale,
                           sequential_guidance=settings.sequential_guidance, model_dtype=model.dtype,
-                          progress=step_progress)
+                          progress=chunk.progress)
         # one item at a time: decoding a 1024x512 canvas is the largest activation of the run
         outputs += [decode_latents(vae, item[None]).to(source.device) for item in latents]
     canvas = torch.cat(outputs)
     images = target_fit.restore(canvas[..., settings.size:])
     return InpaintResult(images=images, canvas=canvas)
-
-
-def render_pose_frames(frames: list, height: int, width: int) -> torch.Tensor:
-    """Pose frames (pose toolkit `PoseFrame`s) -> [B,3,H,W] 0..1, drawn in the style PCDMs was trained on."""
-    from ...pose.render import render_pcdms
-
-    renders = [render_pcdms(frame, height, width) for frame in frames]
-    return torch.from_numpy(np.stack(renders)).movedim(-1, 1).float() / 255.0
-
-
-def extract_pose_renders(images: torch.Tensor, pose_path: str, detector_path: str,
-                         progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """[B,3,H,W] 0..1 photos -> [B,3,H,W] PCDMs-style renders of their DWPose keypoints (ONNX files given)."""
-    from ...pose.dwpose import load_dwpose
-
-    dwpose = load_dwpose(pose_path, detector_path)
-    photos = (images.movedim(1, -1).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    frames = dwpose.run_batch(list(photos), no_person="error", progress=progress)
-    return render_pose_frames(frames, images.shape[-2], images.shape[-1])
 
 
 def memory_estimate(settings: InpaintSettings, batch: int, dtype: torch.dtype) -> int:

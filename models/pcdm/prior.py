@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import torch
 from torch import nn
 
 from ..checkpoints import CheckpointError, Kind, build_model, check_split, load_strict
 from ..noise import seeded_noise
-from ...pose.keypoints import PoseFrame, select_people
 
 if TYPE_CHECKING:
     from diffusers.schedulers import UnCLIPScheduler
@@ -236,35 +235,11 @@ def sample_prior(model: PosePriorTransformer, source_embedding: torch.Tensor, so
     return latents * CLIP_EMBED_STD + CLIP_EMBED_MEAN
 
 
-# ------------------------------------------------------------------------------------------- pose coordinates
-# How the 18 OpenPose body points become the prior's 36 numbers. The released model was trained on DeepFashion
-# `normalized_pose_txt` files whose convention is undocumented (PCDMS.md §10.3), so it is an explicit choice.
-# "fraction" is OUR documented default: x/W, y/H of the canvas (= of the square model input, which is a straight
-# resize), missing points 0. The others: centred [-1, 1]; pixels of a 512 or 256 model canvas; pixels of the
-# GFLA DeepFashion 176x256 frame (whose txt files mark missing points with -1).
-POSE_CONVENTIONS = ("fraction", "centred", "pixels_512", "pixels_256", "deepfashion_176x256")
-DEEPFASHION_FRAME = (176.0, 256.0)  # GFLA's DeepFashion image size (width, height)
+# The prior's own activations are a few tokens per item (six, plus the guidance copy); the CLIP ViT-H pass over one
+# 224 px source per item is the larger part, and both stay far below this flat allowance.
+PRIOR_ACTIVATION_BYTES = 64 * 2**20
 
 
-def pose_coordinates(frames: Sequence[PoseFrame], convention: str = "fraction", name: str = "pose") -> torch.Tensor:
-    """Body poses of the largest person per frame -> (B, 36) float32 `x0, y0, x1, y1, ...` in `convention`."""
-    if convention not in POSE_CONVENTIONS:
-        raise ValueError(f"pose convention must be one of {POSE_CONVENTIONS}, got {convention!r}")
-    rows = []
-    for index, frame in enumerate(frames):
-        chosen = select_people(frame.people, "largest")
-        if not chosen:
-            raise ValueError(f"{name}: frame {index} has no person with visible keypoints; the PCDMs prior needs one "
-                             "body pose per image. Check the pose detector's output for that image.")
-        body = torch.from_numpy(chosen[0].body)
-        present = body[:, 2] > 0
-        xy = body[:, :2] / torch.tensor([float(frame.width), float(frame.height)], dtype=body.dtype)
-        missing = 0.0
-        if convention == "centred":
-            xy = xy * 2.0 - 1.0
-        elif convention.startswith("pixels_"):
-            xy = xy * float(convention.split("_")[1])
-        elif convention == "deepfashion_176x256":
-            xy, missing = xy * torch.tensor(DEEPFASHION_FRAME, dtype=xy.dtype), -1.0
-        rows.append(torch.where(present[:, None], xy, torch.full_like(xy, missing)).reshape(-1))
-    return torch.stack(rows).float()
+def memory_estimate(batch: int, dtype: torch.dtype) -> int:
+    """Activation bytes for `load_models` (prior + CLIP vision): a flat allowance, not a measurement."""
+    return PRIOR_ACTIVATION_BYTES

@@ -9,8 +9,6 @@ SD21_BASE_SCHEDULE: dict[str, Any] = dict(
     steps_offset=1, prediction_type="epsilon",
 )
 SCHEDULERS = ("ddim", "unipc", "euler", "dpmpp_2m")
-# (scheduler, steps) of the original scripts: the demo notebook of the simplified model, and the paper's batch tests.
-PRESETS = {"pcdms_demo": ("ddim", 50), "pcdms_paper": ("unipc", 20)}
 
 
 def make_scheduler(name: str) -> Any:

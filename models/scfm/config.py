@@ -13,7 +13,6 @@ from typing import Mapping
 import torch
 
 LEVELS = 6
-SITE_LEVELS = (3, 4, 5)
 # Per site level: GFLA local-attention block size k and auto-correlation max displacement (target_net.py,
 # where both are looked up from the feature size 32/16/8 of the 256 model).
 ATTENTION_KERNEL = {3: 3, 4: 2, 5: 1}

@@ -1,8 +1,7 @@
-"""Train or fine-tune SCFM from a folder of photos with OpenPose keypoints (the only way to get weights).
+"""Train or fine-tune SCFM from pairs of photos of the same person with their pose maps (the only way to get weights).
 
-Data layout: one sub-folder per person (or outfit); each image `name.png|jpg|jpeg|webp` has its keypoints in
-`name.json` beside it (OpenPose JSON / one POSE_KEYPOINT frame, e.g. written by the pack's `pose` command).
-Every ordered pair of images inside a sub-folder is a training pair, used in both directions as the original.
+The pairs come from a `TrainingPairs` source: the command line reads them from a folder of photos with OpenPose
+keypoints (`cli/scfm_data.py`); each pair is used in both directions, as the original.
 
 Per step (train.py / diffusion.py of the original): t ~ U{0..999}; target -> x_t; 10 % of the items get a
 zeroed source image for the encoder while the flow net still sees the real one (the original's image
@@ -21,24 +20,31 @@ import os
 import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol, Sequence
 
-import numpy as np
 import torch
-from PIL import Image
 
 from ..checkpoints import CheckpointError, Kind, read_checkpoint
 from .checkpoint import build_scfm
 from .config import SCFMConfig
 from .flow_losses import LAMBDA_CORRECTNESS, LAMBDA_REGULARISATION, correctness_loss, regularisation_loss
 from .losses import DiffusionTerms, diffusion_loss
-from .pipeline import PoseInput, fit_source, pose_maps
 from .sampler import NUM_TRAIN_TIMESTEPS
 from .unet import SCFMUNet, SourceCondition
 from .vgg import VGG19Features
 
 logger = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+class TrainingPairs(Protocol):
+    """Where training batches come from: a numbered collection of (source, target) pairs."""
+
+    def __len__(self) -> int:
+        """How many ordered pairs there are."""
+
+    def batch(self, indices: Sequence[int], size: int, fit_mode: str) -> tuple[torch.Tensor, ...]:
+        """Pairs `indices`, both directions each: (source [N,3,S,S] in [-1,1], source pose maps [N,P,S,S],
+        target pose maps [N,P,S,S], target [N,3,S,S] in [-1,1]) on the model's size x size square."""
 
 
 ORIGINAL_WARMUP = 5000  # config/diffusion.conf, for a 2.4 M-step schedule
@@ -78,48 +84,6 @@ def learning_rate(settings: TrainSettings, step: int) -> float:
     decay [linear, flat] (stepped before each update): linear from 4 % of `lr` to `lr` over the warm-up, then flat."""
     progress = min(1.0, step / settings.warmup) if settings.warmup else 1.0
     return settings.lr * (WARMUP_START + (1 - WARMUP_START) * progress)
-
-
-def find_pairs(data_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """Ordered (source, target) image pairs of the same person; raises when there is nothing to train on."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"training data folder not found: {root}")
-    pairs, missing = [], []
-    for person in sorted(p for p in root.iterdir() if p.is_dir()):
-        images = sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        missing += [str(p) for p in images if not p.with_suffix(".json").is_file()]
-        images = [p for p in images if p.with_suffix(".json").is_file()]
-        pairs += [(a, b) for a in images for b in images if a != b]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} images have no keypoints JSON beside them (same name, .json), e.g. "
-                                f"{missing[0]}. Extract them with the pack's `pose` command first.")
-    if not pairs:
-        raise ValueError(f"no training pairs in {root}: put at least two images (+ .json keypoints) of the same person "
-                         "in each sub-folder.")
-    return pairs
-
-
-def _load_example(path: Path) -> tuple[torch.Tensor, PoseInput]:
-    from ...pose.formats import load_openpose_json  # the pose toolkit's reader
-
-    image = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0).movedim(-1, 0)
-    frames = load_openpose_json(path.with_suffix(".json"))
-    return image[None], PoseInput.from_frame(frames[0], str(path.with_suffix(".json")))
-
-
-def _batch(pairs: list[tuple[Path, Path]], size: int, fit_mode: str):
-    """Both directions of each pair: (source [-1,1], source pose, target pose, target [-1,1]) at `size`."""
-    sources, source_poses, targets, target_poses = [], [], [], []
-    for first, second in pairs:
-        (img_a, pose_a), (img_b, pose_b) = _load_example(first), _load_example(second)
-        for (src, src_pose), (tgt, tgt_pose) in (((img_a, pose_a), (img_b, pose_b)), ((img_b, pose_b), (img_a, pose_a))):
-            sources.append(fit_source(src, size, fit_mode)[0])
-            targets.append(fit_source(tgt, size, fit_mode)[0])
-            source_poses.append(src_pose)
-            target_poses.append(tgt_pose)
-    return (torch.cat(sources), pose_maps(source_poses, size, fit_mode), pose_maps(target_poses, size, fit_mode),
-            torch.cat(targets))
 
 
 def training_step(model: SCFMUNet, terms: DiffusionTerms, source: torch.Tensor, source_pose: torch.Tensor,
@@ -189,7 +153,7 @@ def _initial_model(out: Path, init: str | None, config: SCFMConfig | None):
     return model, copy.deepcopy(model), None
 
 
-def train(data_dir: str | os.PathLike, out_path: str | os.PathLike, *, settings: TrainSettings | None = None,
+def train(data: TrainingPairs, out_path: str | os.PathLike, *, settings: TrainSettings | None = None,
           init: str | None = None, config: SCFMConfig | None = None, device: torch.device | str = "cpu",
           vgg: VGG19Features | None = None, log: Callable[[int, dict[str, float]], None] | None = None) -> Path:
     """Train until `settings.steps` total steps; resumes from `out_path` when it exists. Returns `out_path`.
@@ -202,7 +166,6 @@ def train(data_dir: str | os.PathLike, out_path: str | os.PathLike, *, settings:
                          "the torchvision VGG19 weights file (vgg19-dcbb9e9d.pth), or set lambda_correctness to 0 to "
                          "train without it (not the paper's objective).")
     out = Path(out_path)
-    pairs = find_pairs(data_dir)
     model, ema, state = _initial_model(out, init, config)
     model.to(device).train()
     ema.to(device).eval().requires_grad_(False)
@@ -220,8 +183,9 @@ def train(data_dir: str | os.PathLike, out_path: str | os.PathLike, *, settings:
     for step in range(start + 1, settings.steps + 1):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(settings, step)
-        batch = [t.to(device) for t in _batch(order.sample(pairs, min(settings.batch_pairs, len(pairs))), size,
-                                              settings.fit_mode)]
+        # sampling indices draws exactly what sampling the pairs themselves did (random.sample picks by index)
+        picks = order.sample(range(len(data)), min(settings.batch_pairs, len(data)))
+        batch = [t.to(device) for t in data.batch(picks, size, settings.fit_mode)]
         losses = training_step(model, terms, *batch, generator, settings.image_dropout, vgg,
                                settings.lambda_correctness, settings.lambda_regularisation)
         optimizer.zero_grad(set_to_none=True)

@@ -1,6 +1,5 @@
 """Stage-2 pipeline: the original's conventions checked explicitly, determinism, batches, errors."""
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +9,14 @@ from posetransfer.models.encoders import encode_dino
 from posetransfer.models.images import to_signed
 from posetransfer.models.pcdm.inpaint import InpaintSettings, canvas_mask, inpaint
 from posetransfer.models.vae import encode_latents
+from posetransfer.pose.conditions import pcdms_renders
+from posetransfer.pose.formats import frames_from_pose_keypoint
 
 from .conftest import TINY_SIZE
 
-# Reference data beside the checkout (never copied into the repository); absent on CI.
-DEMO_POSE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "pcdms_demo_poses" / "pose1.png"
+# A standing person, OpenPose-18 pixels of a 512 x 512 canvas like the PCDMs demo poses (None = not visible).
+DEMO_BODY = [(256, 80), (256, 140), (210, 140), (196, 220), (188, 290), (302, 140), (316, 220), (324, 290),
+             (226, 300), (226, 390), (226, 470), (286, 300), (286, 390), (286, 470), (246, 66), (266, 66), None, None]
 
 
 class Spy(torch.nn.Module):
@@ -145,14 +147,16 @@ def test_half_precisions_stay_close_to_fp32(stage2_parts, dtype):
     assert (images - reference).abs().mean() < 0.02
 
 
-@pytest.mark.skipif(not DEMO_POSE.is_file(), reason="PCDMs demo pose (reference data) not present")
 def test_demo_pose_reaches_pose_proj_as_the_demo_resized_it(stage2_parts):
     from PIL import Image
 
     simplified, _, vae, dino = stage2_parts
-    with Image.open(DEMO_POSE) as image:
-        pose = torch.from_numpy(np.array(image.convert("RGB"))).movedim(-1, 0)[None] / 255.0
-        expected = np.array(image.convert("RGB").resize((TINY_SIZE, TINY_SIZE), Image.BICUBIC))
+    flat = [v for point in DEMO_BODY for v in ((*point, 1.0) if point else (0.0, 0.0, 0.0))]
+    frames = frames_from_pose_keypoint([{"people": [{"pose_keypoints_2d": flat}], "canvas_width": 512,
+                                         "canvas_height": 512}])
+    render = pcdms_renders(frames, 512, 512)[0]  # a 512 x 512 PCDMs-style render, as the demo's pose files
+    pose = torch.from_numpy(render.copy()).movedim(-1, 0)[None] / 255.0
+    expected = np.array(Image.fromarray(render).resize((TINY_SIZE, TINY_SIZE), Image.BICUBIC))
     model = _spied(simplified)
     inpaint(model, vae, dino, _images(0), _images(2), pose, _settings(steps=1))
     (canvas,), _ = model.pose_proj.calls[0]

@@ -14,9 +14,7 @@ from safetensors.torch import save_file
 from posetransfer.models.checkpoints import CheckpointError
 from posetransfer.models.noise import seeded_noise
 from posetransfer.models.pcdm import prior as prior_mod
-from posetransfer.pose.formats import frames_from_pose_keypoint
-from posetransfer.models.pcdm.prior import (CLIP_EMBED_MEAN, CLIP_EMBED_STD, build_prior, load_prior,
-                                            pose_coordinates, sample_prior)
+from posetransfer.models.pcdm.prior import CLIP_EMBED_MEAN, CLIP_EMBED_STD, build_prior, load_prior, sample_prior
 
 WIDTH, LAYERS, EMB, POSE_HIDDEN = 64, 2, 1024, 512
 
@@ -253,38 +251,3 @@ def test_missing_block_weight_is_named(tmp_path, state):
     del broken["transformer_blocks.1.attn1.to_k.bias"]
     with pytest.raises(CheckpointError, match="transformer_blocks.1.attn1.to_k.bias"):
         build_prior(broken, source="broken.pt")
-
-
-# ------------------------------------------------------------------------------------- pose coordinates
-def _frame(points, width=200, height=400, extra_people=()):
-    flat = []
-    for p in points:
-        flat += [p[0], p[1], 1.0] if p is not None else [0.0, 0.0, 0.0]
-    return {"people": [{"pose_keypoints_2d": flat}, *extra_people], "canvas_width": width, "canvas_height": height}
-
-
-def coords(frames, *args, **kw):
-    return pose_coordinates(frames_from_pose_keypoint(frames), *args, **kw)
-
-
-def test_pose_coordinates_conventions():
-    points = [(100.0, 200.0), None] + [(50.0, 100.0)] * 16
-    frame = _frame(points)
-    frac = coords([frame])
-    assert frac.shape == (1, 36) and frac.dtype == torch.float32
-    assert frac[0, :4].tolist() == [0.5, 0.5, 0.0, 0.0] and frac[0, 4:6].tolist() == [0.25, 0.25]
-    assert coords([frame], "centred")[0, :6].tolist() == [0.0, 0.0, 0.0, 0.0, -0.5, -0.5]
-    assert coords([frame], "pixels_256")[0, :4].tolist() == [128.0, 128.0, 0.0, 0.0]
-    assert coords([frame], "deepfashion_176x256")[0, :4].tolist() == [88.0, 128.0, -1.0, -1.0]
-    normalised = _frame([(0.5, 0.5), None] + [(0.25, 0.25)] * 16, width=1, height=1)
-    torch.testing.assert_close(coords([normalised]), frac)
-
-
-def test_pose_coordinates_picks_largest_person_and_errors():
-    small = {"pose_keypoints_2d": [10.0, 10.0, 1.0, 12.0, 12.0, 1.0] + [0.0] * 48}
-    frame = _frame([(20.0, 40.0), (180.0, 360.0)] + [None] * 16, extra_people=[small])
-    assert coords([frame])[0, :4].tolist() == pytest.approx([0.1, 0.1, 0.9, 0.9])
-    with pytest.raises(ValueError, match="frame 1 has no person"):
-        coords([frame, {"people": [], "canvas_width": 8, "canvas_height": 8}], name="target_pose")
-    with pytest.raises(ValueError, match="convention"):
-        coords([frame], "openpose")

@@ -11,7 +11,8 @@ from PIL import Image
 from posetransfer.cli import scfm as scfm_cli
 from posetransfer.models.scfm.checkpoint import load_scfm
 from posetransfer.models.scfm.losses import DiffusionTerms, diffusion_loss
-from posetransfer.models.scfm.train import TrainSettings, find_pairs, learning_rate, train
+from posetransfer.cli.scfm_data import PairFolder, find_pairs
+from posetransfer.models.scfm.train import TrainSettings, learning_rate, train
 from posetransfer.models.scfm.vgg import load_vgg19
 
 from .test_scfm_flow_losses import tiny_vgg_state
@@ -88,7 +89,7 @@ def test_few_steps_train_resume_and_load(tmp_path, tiny_config):
     out = tmp_path / "scfm_last.pt"
     seen = []
     settings = TrainSettings(steps=2, batch_pairs=1, warmup=2, save_every=2)
-    train(tmp_path / "data", out, settings=settings, config=tiny_config, vgg=vgg,
+    train(PairFolder(tmp_path / "data"), out, settings=settings, config=tiny_config, vgg=vgg,
           log=lambda step, l: seen.append((step, l)))
     assert [step for step, _ in seen] == [1, 2] and all(math.isfinite(l["loss"]) for _, l in seen)
     parts = seen[0][1]
@@ -98,8 +99,8 @@ def test_few_steps_train_resume_and_load(tmp_path, tiny_config):
     first = torch.load(out, weights_only=True)
     assert int(first["step"]) == 2 and first["optimizer"]["state"]
     # Resume: only step 3 runs; the optimizer state and weights continue from the file.
-    train(tmp_path / "data", out, settings=TrainSettings(steps=3, batch_pairs=1, warmup=2, save_every=10,
-                                                         lambda_correctness=0.0),
+    train(PairFolder(tmp_path / "data"), out, settings=TrainSettings(steps=3, batch_pairs=1, warmup=2, save_every=10,
+                                                                     lambda_correctness=0.0),
           log=lambda step, l: seen.append((step, l)))
     assert [step for step, _ in seen] == [1, 2, 3]
     second = torch.load(out, weights_only=True)
