@@ -47,7 +47,8 @@ def find_all(args: argparse.Namespace, wanted: dict[str, tuple[str, str]], famil
         except FileNotFoundError:
             dirs = "\n    ".join(root.folder_dirs(file.folder))
             advice = how_to_get(key, family, root) if name == file.name else folders.folder_hint(file.folder, root)
-            missing.append(f"- {name} ({file.what}) is not in {file.folder}/. Searched:\n    {dirs}\n  Get it: {advice}")
+            missing.append(f"- {name} ({file.what}) is not in {file.folder}/. Searched:\n    {dirs}\n"
+                           f"  Get it: {advice}")
     if missing:
         raise FileNotFoundError(f"Missing model files (models folder {root.describe()}):\n" + "\n".join(missing))
     return found

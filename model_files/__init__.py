@@ -1,1 +1,1 @@
-"""Model files without ComfyUI: where they live (`folders`), which ones exist (`catalogue`), how to fetch them (`hub`)."""
+"""Model files without ComfyUI: where they live (`folders`), which exist (`catalogue`), how to fetch them (`hub`)."""

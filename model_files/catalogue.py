@@ -80,7 +80,8 @@ FILES = {f.key: f for f in (
                            "`python . scfm-train` (or the original code) and save the result, or its safetensors "
                            "conversion, as {target}.")),
     ModelFile("dinov2", "clip_vision", "dinov2-giant.safetensors",
-              "DINOv2-giant appearance encoder (every PCDMs stage)", HubFile("facebook/dinov2-giant", "model.safetensors")),
+              "DINOv2-giant appearance encoder (every PCDMs stage)",
+              HubFile("facebook/dinov2-giant", "model.safetensors")),
     ModelFile("clip_h", "clip_vision", "CLIP-ViT-H-14.safetensors",
               "OpenCLIP ViT-H/14 image encoder (PCDMs prior and full inpaint)",
               HubFile("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "model.safetensors")),
@@ -113,7 +114,8 @@ FAMILIES = {f.name: f for f in (
     Family("scfm", "SCFM (workflow scfm_transfer)", ("scfm", *_DWPOSE)),
     Family("encoders", "frozen image encoders: DINOv2-giant, CLIP ViT-H/14", ("dinov2", "clip_h")),
     Family("vae", "Stable Diffusion 2.1-base VAE", ("vae",)),
-    Family("dwpose", "DWPose detector and keypoint model (workflow dwpose_extract; pose extraction everywhere)", _DWPOSE),
+    Family("dwpose", "DWPose detector and keypoint model (workflow dwpose_extract; pose extraction everywhere)",
+           _DWPOSE),
 )}
 
 

@@ -68,3 +68,14 @@ def test_patcher_can_assign_device_on_modules_with_a_read_only_device_property()
     plain = torch.nn.Linear(1, 1)
     adapter._allow_device_assignment(plain)
     assert type(plain) is torch.nn.Linear
+
+
+def test_without_a_models_folder_combos_are_empty_and_lookups_say_what_was_tried(monkeypatch):
+    from posetransfer.model_files import folders
+
+    if folders.PACK_ROOT.parent.name == "custom_nodes":
+        pytest.skip("this checkout sits in a ComfyUI install, whose models folder is found")
+    monkeypatch.delenv("POSETRANSFER_MODELS_DIR", raising=False)
+    assert adapter.model_file_list("pcdms") == [] and adapter.model_folder_paths("pcdms") == []
+    with pytest.raises(folders.ModelsDirNotFound, match="POSETRANSFER_MODELS_DIR"):
+        adapter.resolve_model_file("pcdms", "PCDMs_ckpt.pt")

@@ -159,7 +159,7 @@ def test_dry_run_states_present_mismatch_and_partial(hub, models, capsys):
     out = capsys.readouterr().out
     assert "present   vae/sd21-base-vae.safetensors" in out
     assert "mismatch  dwpose/yolox_l.onnx" in out and "[1 bytes here" in out
-    assert f"partial   dwpose/dw-ll_ucoco_384.onnx" in out and f"[3 of {remote.size} bytes" in out
+    assert "partial   dwpose/dw-ll_ucoco_384.onnx" in out and f"[3 of {remote.size} bytes" in out
 
 
 def test_command_line_honours_hf_endpoint_and_proxies(hub, models):

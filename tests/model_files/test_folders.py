@@ -66,7 +66,7 @@ def test_extra_paths_yaml_is_read_as_newest_core_reads_it(tmp_path, comfy, monke
             scfm: relative/scfm
         """)
     _write(comfy / "extra_model_paths.yaml", "old:\n    pcdms: /ignored\n")
-    root = folders.find_models_root(str(comfy / "models"))  # --models-dir at an install's models folder: its yaml applies
+    root = folders.find_models_root(str(comfy / "models"))  # --models-dir at an install's models/: its yaml applies
     assert root.comfy_dir == str(comfy) and root.extra_paths_file == str(comfy / "extra_paths.yaml")
     assert root.folder_dirs("pcdms") == [str(tmp_path / "elsewhere" / "top"), str(comfy / "models" / "pcdms"),
                                          str(tmp_path / "shared" / "one"), str(tmp_path / "shared" / "two")]

@@ -15,7 +15,7 @@ from posetransfer.models.pcdm.inpaint import InpaintSettings, inpaint
 
 from .conftest import TINY_SIZE
 
-SD21_BASE_SCHEDULER_CONFIG = {  # stabilityai/stable-diffusion-2-1-base scheduler_config.json (PNDM)
+SD21_BASE_SCHEDULER_CONFIG = {  # SD 2.1-base scheduler_config.json (PNDM; sd2-community mirror)
     "_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
     "clip_sample": False, "num_train_timesteps": 1000, "prediction_type": "epsilon", "set_alpha_to_one": False,
     "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None,
