@@ -9,11 +9,11 @@ from ..models.batching import chunk_count
 from ..models.images import bchw_to_comfy, comfy_to_bchw, from_uint8, to_uint8
 from ..models.pcdm.inpaint import InpaintSettings, inpaint, memory_estimate
 from ..pose.conditions import pcdms_renders, source_pose_renders
-from ..pose.dwpose import load_dwpose
+from ..pose.dwpose import NoPersonError, load_dwpose
 from ..pose.formats import frames_from_pose_keypoint
 from .comfy_adapter import io, load_models, make_schema, progress_callback, resolve_model_file, to_output
-from .inputs import (CHUNK_TIP, DWPOSE_HINT, PCDMS_CATEGORY, Dinov2Model, PcdmEmbedding, PcdmModel, PoseKeypoint,
-                     SdVae, pcdm_sampling_inputs, sequential_guidance_input, square_input)
+from .inputs import (CHUNK_TIP, DWPOSE_HINT, PCDMS_CATEGORY, Dinov2Model, DWPoseModel, PcdmEmbedding, PcdmModel,
+                     PoseKeypoint, SdVae, pcdm_sampling_inputs, sequential_guidance_input, square_input)
 from .pose import onnx_model_files
 
 
@@ -125,13 +125,18 @@ class PCDMPoseTransfer(io.ComfyNode):
             inputs=[
                 *_model_inputs(), *pcdm_sampling_inputs(steps=50, scheduler="ddim"),
                 io.Combo.Input("dwpose_model", options=onnx_model_files(), default="dw-ll_ucoco_384.onnx",
-                               tooltip="DWPose keypoint model (ONNX) in models/dwpose."),
+                               tooltip="DWPose keypoint model (ONNX) in models/dwpose. Ignored when 'dwpose' is "
+                                       "connected."),
                 io.Combo.Input("detector_model", options=onnx_model_files(), default="yolox_l.onnx",
-                               tooltip="YOLOX person detector (ONNX) in models/dwpose."),
+                               tooltip="YOLOX person detector (ONNX) in models/dwpose. Ignored when 'dwpose' is "
+                                       "connected."),
                 io.Image.Input("target_pose", optional=True, tooltip="Target pose render(s); a batch gives a batch."),
                 PoseKeypoint.Input("target_pose_keypoint", optional=True,
                                     tooltip="Or the target pose(s) as keypoints (drawn in PCDMs' style)."),
                 *_advanced_inputs(),
+                DWPoseModel.Input("dwpose", optional=True,
+                                  tooltip="From PoseTransfer DWPose Loader: its sessions are opened once and reused "
+                                          "by every run. Without it, the two files above are opened on each run."),
             ],
             outputs=_outputs(),
         )
@@ -139,14 +144,22 @@ class PCDMPoseTransfer(io.ComfyNode):
     @classmethod
     def execute(cls, pcdm_model, dinov2, vae, source_image, steps: int, guidance: float, scheduler: str, seed: int,
                 fit: str, dwpose_model: str, detector_model: str, target_pose=None, target_pose_keypoint=None,
-                resolution: int = 512, batch_chunk: int = 4, sequential_guidance: bool = False) -> io.NodeOutput:
+                resolution: int = 512, batch_chunk: int = 4, sequential_guidance: bool = False,
+                dwpose=None) -> io.NodeOutput:
         source = comfy_to_bchw(source_image, "source_image")
         settings = _settings(steps, guidance, scheduler, seed, fit, resolution, batch_chunk, sequential_guidance)
         tgt_pose = pose_input(target_pose, target_pose_keypoint, "target_pose")
-        dwpose = load_dwpose(resolve_model_file("dwpose", dwpose_model, hint=DWPOSE_HINT),
-                             resolve_model_file("dwpose", detector_model, hint=DWPOSE_HINT))
+        if dwpose is None:
+            dwpose = load_dwpose(resolve_model_file("dwpose", dwpose_model, hint=DWPOSE_HINT),
+                                 resolve_model_file("dwpose", detector_model, hint=DWPOSE_HINT))
         photos = list(to_uint8(source))
-        src_pose = from_uint8(source_pose_renders(dwpose, photos, progress_callback(len(photos))))
+        try:
+            src_pose = from_uint8(source_pose_renders(dwpose, photos, progress_callback(len(photos))))
+        except NoPersonError:
+            raise NoPersonError(
+                "DWPose found no person in the source image. Use a photo where the whole person is clearly "
+                "visible, or extract the source pose with PoseTransfer DWPose Extract (or draw it) and use "
+                "PoseTransfer PCDM Inpaint with its source_pose input instead.") from None
         return run_inpaint(pcdm_model, dinov2, vae, source, src_pose, tgt_pose, settings)
 
 

@@ -1,6 +1,7 @@
 """PCDMs nodes through the no-ComfyUI adapter: schemas, loaders, inpaint glue, pose inputs, errors."""
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,3 +100,48 @@ def test_pose_keypoint_inputs_are_rendered(models_dir):
     assert rendered.shape == (2, 3, 80, 60) and rendered.max() > 0.5 and rendered[..., 0, 0].eq(0).all()
     image, _ = _run(_load(models_dir), target_pose=None, target_pose_keypoint=[frame, frame])
     assert image.shape == (2, 80, 60, 3)
+
+
+class _RecordingDWPose:
+    """Stands in for the DWPose Loader's output: records the calls, returns one fixed person per image."""
+
+    def __init__(self, people=True):
+        self.calls, self.people = [], people
+
+    def run_batch(self, images, no_person="empty", progress=None):
+        from posetransfer.pose.dwpose import NoPersonError
+        from posetransfer.pose.keypoints import Person, PoseFrame
+
+        self.calls.append((len(images), no_person))
+        if not self.people:
+            raise NoPersonError("No person was detected.")
+        body = [(15.0 + 2 * i, 10.0 + 3 * i, 1.0) for i in range(18)]
+        return [PoseFrame(im.shape[1], im.shape[0], [Person(body=np.array(body, dtype=np.float32))]) for im in images]
+
+
+def _one_step(models, dwpose, **kw):
+    model, dino, vae = models
+    args = dict(source_image=_image(1, 80, 60), steps=1, guidance=2.0, scheduler="ddim", seed=5, fit="pad",
+                dwpose_model="missing.onnx", detector_model="missing.onnx", target_pose=_image(1, 80, 60, 2),
+                resolution=TINY_SIZE, dwpose=dwpose)
+    return pcdm.PCDMPoseTransfer.execute(model, dino, vae, **{**args, **kw}).result
+
+
+def test_one_step_uses_the_connected_dwpose_and_opens_no_file(models_dir):
+    models, dwpose = _load(models_dir), _RecordingDWPose()
+    first, _ = _one_step(models, dwpose)
+    second, _ = _one_step(models, dwpose)
+    assert dwpose.calls == [(1, "error"), (1, "error")]  # the combos name missing files: they were never opened
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        _one_step(models, None)
+
+
+def test_one_step_no_person_advice_names_only_its_own_inputs(models_dir):
+    from posetransfer.pose.dwpose import NoPersonError
+
+    with pytest.raises(NoPersonError) as error:
+        _one_step(_load(models_dir), _RecordingDWPose(people=False))
+    message = str(error.value)  # the advice names this node's own alternatives, not DWPose Extract's settings
+    assert "source image" in message and "source_pose" in message
+    assert "'no person'" not in message and "no_person" not in message
