@@ -7,6 +7,7 @@ of the V3 schema so node classes can be defined, inspected and executed.
 """
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any, Callable, Iterable, Sequence
 
@@ -189,7 +190,19 @@ class ModelHandle:
 
 def wrap_model(module: torch.nn.Module, load_device: torch.device | None = None,
                offload: torch.device | None = None) -> Any:
-    """Wrap a module in ComfyUI's model patcher so VRAM accounting and the RAM cache see it."""
+    """Wrap a module in ComfyUI's model patcher so VRAM accounting, offloading and the RAM cache see it.
+
+    Our modules are plain torch / diffusers / transformers modules, not built from `comfy.ops`. Newest core
+    wraps its own such models (spandrel upscalers: comfy_extras/nodes_upscale_model.py @30a7443, v0.38-era) in
+    `comfy.model_patcher.CoreModelPatcher` and loads them with `load_models_gpu(..., force_full_load=True)`,
+    and so do we. `CoreModelPatcher` is looked up at call time because main.py rebinds it to
+    `ModelPatcherDynamic` after custom nodes may have been imported (main.py @02018c7, Dynamic VRAM, the
+    default on NVIDIA); a CPU load device gets the classic `ModelPatcher` back from its `__new__`. The dynamic
+    patcher force-loads every parameter and buffer of a module without `comfy_cast_weights` to the load
+    device, keeping the originals as backups it restores on unload (comfy/model_patcher.py @08d0e51;
+    core PRs #12433, #12739), so our modules run exactly as under the classic patcher: they are just not
+    streamed. Cores before the rebinding (v0.3.64) have no `CoreModelPatcher`: `ModelPatcher` is used.
+    """
     load_device = load_device or torch_device()
     offload = offload or offload_device()
     module = module.to(offload).eval()
@@ -215,21 +228,39 @@ def _allow_device_assignment(module: torch.nn.Module) -> None:
 
 
 def load_models(handles: Sequence[Any], memory_required: int = 0) -> None:
-    """Make room for and load the wrapped models; `memory_required` is the activation estimate in bytes."""
+    """Make room for and load the wrapped models; `memory_required` is the activation estimate in bytes.
+
+    `force_full_load=True`: the classic patcher would otherwise load a plain module partially under low VRAM,
+    leaving layers without `comfy_cast_weights` on the CPU (core issue #15433, fixed for upscalers the same
+    way in PR #15437); the dynamic patcher ignores it and force-loads plain modules anyway. The final `.to`
+    is a no-op when the patcher already placed everything, and moves what a patcher left behind, as core's
+    upscaler node does after `load_models_gpu`.
+    """
     if COMFY_AVAILABLE:
-        # Our modules are not built from comfy.ops layers, so they cannot be partially loaded.
         model_management.load_models_gpu(list(handles), memory_required=memory_required, force_full_load=True)
     for handle in handles:
         handle.model.to(handle.load_device)
 
 
 # ----------------------------------------------------------------------------------------- schema
-def make_schema(**fields: Any) -> Any:
-    """`io.Schema(**fields)`, dropping fields this ComfyUI predates (e.g. `search_aliases` before 2026)."""
+def make_schema(*, advanced: Iterable[str] = (), **fields: Any) -> Any:
+    """`io.Schema(**fields)`, dropping fields this ComfyUI predates (e.g. `search_aliases` before 2026).
+
+    `advanced` names inputs the newest frontends fold into an "Advanced Inputs" section (the V3 input
+    argument `advanced=`, comfy_api/latest/_io.py since core PR #11939); older cores do not know it, so it is
+    set only where their `Input` accepts it and the inputs stay ordinary widgets elsewhere.
+    """
     known = getattr(io.Schema, "__dataclass_fields__", None)
     if known is not None:
         fields = {k: v for k, v in fields.items() if k in known}
     fields.setdefault("category", CATEGORY)
+    advanced = set(advanced)
+    unknown = advanced - {item.id for item in fields.get("inputs", ())}
+    if unknown:
+        raise ValueError(f"advanced names inputs the node does not have: {sorted(unknown)}")
+    for item in fields.get("inputs", ()):
+        if item.id in advanced and "advanced" in inspect.signature(type(item).__init__).parameters:
+            item.advanced = True
     return io.Schema(**fields)
 
 

@@ -35,10 +35,11 @@ STAGE_FILES_HINT = ("Put the paper's stage files from the tencent-ailab/PCDMs RE
 
 # ------------------------------------------------------------------------------------------- loaders
 def _loader_schema(node_id: str, display_name: str, description: str, aliases: list[str], file_tip: str,
-                   output: io.Output) -> io.Schema:
+                   output: io.Output, is_experimental: bool = False) -> io.Schema:
     return make_schema(
         node_id=node_id, display_name=display_name, category=PCDMS_CATEGORY, description=description,
         search_aliases=aliases,
+        is_experimental=is_experimental,
         inputs=[io.Combo.Input("ckpt_name", options=model_file_list("pcdms"), tooltip=file_tip),
                 precision_input()],
         outputs=[output],
@@ -53,7 +54,7 @@ class PcdmPriorLoader(io.ComfyNode):
             "Loads the PCDMs stage-1 prior (s1_512.pt / s1_256.pt, and the mislabeled s2_256.pt) from models/pcdms. "
             "The kind is read from the weights, never from the file name.", ["pcdms stage 1", "pose prior"],
             "Stage-1 prior file in models/pcdms (DeepSpeed .pt as released, or .safetensors).",
-            PriorModel.Output(display_name="prior", tooltip="The stage-1 prior transformer."))
+            PriorModel.Output(display_name="prior", tooltip="The stage-1 prior transformer."), is_experimental=True)
 
     @classmethod
     def execute(cls, ckpt_name: str, precision: str = "auto") -> io.NodeOutput:
@@ -122,6 +123,7 @@ class PcdmPrior(io.ComfyNode):
     def define_schema(cls):
         return make_schema(
             node_id="PoseTransferPCDMPrior", display_name="PoseTransfer PCDM Prior", category=PCDMS_CATEGORY,
+            is_experimental=True, advanced=("pose_convention",),
             description="PCDMs stage 1 (experimental on your own data): predicts the CLIP ViT-H/14 embedding of the "
                         "person in the target pose from the source image's embedding and both poses. Feed it to the "
                         "full stage-2 inpainting model.",
@@ -155,6 +157,7 @@ class PcdmRefine(io.ComfyNode):
     def define_schema(cls):
         return make_schema(
             node_id="PoseTransferPCDMRefine", display_name="PoseTransfer PCDM Refine", category=PCDMS_CATEGORY,
+            advanced=("guidance_rescale", "size", "sequential_guidance"),
             description="PCDMs stage 3: re-denoises a coarse stage-2 result conditioned on the source's DINOv2 "
                         "features to restore texture and identity.",
             search_aliases=["pcdms stage 3", "refine pose transfer"],
@@ -189,6 +192,7 @@ class PcdmThreeStage(io.ComfyNode):
         return make_schema(
             node_id="PoseTransferPCDMThreeStage", display_name="PoseTransfer PCDM Three Stages",
             category=PCDMS_CATEGORY,
+            is_experimental=True, advanced=("pose_convention", "guidance_rescale", "resolution", "sequential_guidance"),
             description="The paper's full PCDMs pipeline in one node: prior (target CLIP-H embedding) -> full stage-2 "
                         "inpainting -> stage-3 refinement. Each stage's models are loaded through ComfyUI's memory "
                         "management in turn, so the chain fits where one stage fits.",

@@ -59,6 +59,7 @@ class SCFMLoader(io.ComfyNode):
     def define_schema(cls):
         return make_schema(
             node_id="PoseTransferSCFMLoader",
+            is_experimental=True,
             display_name="PoseTransfer SCFM Loader",
             category=SCFM_CATEGORY,
             description="Loads an SCFM model: the original training file (last.pt / Epoch{n}.pt, read without running "
@@ -85,6 +86,7 @@ class SCFMWarp(io.ComfyNode):
     def define_schema(cls):
         return make_schema(
             node_id="PoseTransferSCFMWarp",
+            is_experimental=True,
             display_name="PoseTransfer SCFM Warp",
             category=SCFM_CATEGORY,
             description="Shows the correspondence SCFM's flow net finds between the poses: the source image warped "
@@ -116,6 +118,8 @@ class SCFMSample(io.ComfyNode):
     def define_schema(cls):
         return make_schema(
             node_id="PoseTransferSCFMSample",
+            advanced=('batch_size', 'noise_mode'),
+            is_experimental=True,
             display_name="PoseTransfer SCFM Sample",
             category=SCFM_CATEGORY,
             description="Generates the source person in the target pose with SCFM's guided DDIM (the original uses 50 "
