@@ -79,7 +79,7 @@ class PCDMInpaint(io.ComfyNode):
     def define_schema(cls):
         return make_schema(
             node_id="PoseTransferPCDMInpaint",
-            advanced=('resolution', 'batch_chunk', 'sequential_guidance'),
+            advanced=("resolution", "batch_chunk", "sequential_guidance"),
             display_name="PoseTransfer PCDM Inpaint",
             category=PCDMS_CATEGORY,
             description="PCDMs stage 2: paints the source person in each target pose (a batch of poses gives a batch "
@@ -118,7 +118,7 @@ class PCDMPoseTransfer(io.ComfyNode):
     def define_schema(cls):
         return make_schema(
             node_id="PoseTransferPCDMPoseTransfer",
-            advanced=('resolution', 'batch_chunk', 'sequential_guidance'),
+            advanced=("resolution", "batch_chunk", "sequential_guidance"),
             display_name="PoseTransfer PCDM Pose Transfer (one step)",
             category=PCDMS_CATEGORY,
             description="Source photo + target pose -> the person in that pose. Extracts the source pose with DWPose "

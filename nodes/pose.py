@@ -68,7 +68,7 @@ class DWPoseLoader(io.ComfyNode):
         files = onnx_model_files()
         return make_schema(
             node_id="PoseTransferDWPoseLoader",
-            advanced=('provider', 'detector_channels'),
+            advanced=("provider", "detector_channels"),
             display_name="PoseTransfer DWPose Loader",
             category=POSE_CATEGORY,
             description="Opens the DWPose ONNX models with onnxruntime. Sizes and batch support are read from the "
@@ -102,7 +102,7 @@ class DWPoseExtract(io.ComfyNode):
     def define_schema(cls):
         return make_schema(
             node_id="PoseTransferDWPoseExtract",
-            advanced=('person_index', 'real_scores'),
+            advanced=("person_index", "real_scores"),
             display_name="PoseTransfer DWPose Extract",
             category=POSE_CATEGORY,
             description="Detects people and their whole-body keypoints in every image (frame by frame) and renders them.",

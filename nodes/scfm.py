@@ -118,7 +118,7 @@ class SCFMSample(io.ComfyNode):
     def define_schema(cls):
         return make_schema(
             node_id="PoseTransferSCFMSample",
-            advanced=('batch_size', 'noise_mode'),
+            advanced=("batch_size", "noise_mode"),
             is_experimental=True,
             display_name="PoseTransfer SCFM Sample",
             category=SCFM_CATEGORY,

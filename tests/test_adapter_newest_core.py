@@ -114,8 +114,10 @@ def _newest_core(monkeypatch, calls: list) -> types.ModuleType:
     module("comfy_api.v0_0_2", ComfyExtension=schema_stub.ComfyExtension, io=io, ui=schema_stub.ui)
     module("folder_paths", folder_names_and_paths={}, models_dir="/nonexistent/models",
            supported_pt_extensions={".pt", ".safetensors"}, get_folder_paths=lambda name: [])
-    spec = importlib.util.spec_from_file_location("posetransfer_adapter_under_newest_core", ADAPTER)
+    # A second copy of the adapter inside the pack's package (its relative imports), bound to the stand-ins.
+    spec = importlib.util.spec_from_file_location("posetransfer.nodes.adapter_under_newest_core", ADAPTER)
     adapter = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, adapter)
     spec.loader.exec_module(adapter)
     assert adapter.COMFY_AVAILABLE
     return adapter
