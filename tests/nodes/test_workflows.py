@@ -76,3 +76,25 @@ def test_three_stage_workflow_runs_the_stages_in_order():
     workflow = json.loads((WORKFLOWS / "pcdm_three_stage.json").read_text())
     chain = [n["type"] for n in sorted(workflow["nodes"], key=lambda n: n["order"]) if "PCDM" in n["type"]]
     assert chain.index("PoseTransferPCDMPrior") < chain.index("PoseTransferPCDMInpaint") < chain.index("PoseTransferPCDMRefine")
+
+
+@pytest.mark.parametrize("stem", sorted(EXPECTED))
+def test_workflow_names_and_offers_its_model_files(stem):
+    """Each model file a workflow uses is named in its read-me note with its folder, and each one a hub serves
+    in a format ComfyUI's missing-models dialog downloads is offered through the loader's properties.models."""
+    from posetransfer.model_files.catalogue import FILES, workflow_models_entry
+
+    workflow = json.loads((WORKFLOWS / f"{stem}.json").read_text())
+    notes = " ".join(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "MarkdownNote")
+    by_name = {f.name: f for f in FILES.values()}
+    used = 0
+    for node in workflow["nodes"]:
+        for value in node.get("widgets_values") or []:
+            if not isinstance(value, str) or value not in by_name:
+                continue
+            used += 1
+            entry, offered = workflow_models_entry(by_name[value]), node["properties"].get("models", [])
+            assert value in notes and f"models/{by_name[value].folder}/" in notes, (stem, value)
+            assert offered == ([entry] if entry else []), (stem, node["type"], offered)
+    assert used >= len(EXPECTED[stem][1]), stem
+    assert workflow["groups"], f"{stem}: no groups"
