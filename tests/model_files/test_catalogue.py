@@ -35,12 +35,7 @@ def test_every_model_file_a_workflow_names_is_catalogued_in_its_loaders_folder()
     assert named == set(BY_NAME)  # and the catalogue holds nothing the workflows do not use
 
 
-def test_workflow_models_entries_match_the_catalogue():
-    for workflow, node in _workflow_nodes():
-        for entry in node.get("properties", {}).get("models", []):
-            assert entry == workflow_models_entry(BY_NAME[entry["name"]]), (workflow, entry)
-
-
+# That each workflow offers exactly these entries: tests/nodes/test_workflows.py.
 def test_missing_models_entries_are_hugging_face_resolve_urls_for_safetensors_only():
     assert workflow_models_entry(FILES["vae"]) == {
         "name": "sd21-base-vae.safetensors", "directory": "vae",
