@@ -31,7 +31,7 @@ from posetransfer.models.checkpoints import Kind  # noqa: E402
 from posetransfer.models.pcdm.config import UNetConfig  # noqa: E402
 from posetransfer.models.pcdm.heads import ImageProjection  # noqa: E402
 from posetransfer.models.pcdm.inpaint import InpaintSettings, inpaint  # noqa: E402
-from posetransfer.models.pcdm.loading import PcdmStage2  # noqa: E402
+from posetransfer.models.pcdm.stages import PcdmStage2  # noqa: E402
 from posetransfer.models.pcdm.unet import PoseUNet  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -38,13 +38,13 @@ _spec.loader.exec_module(_bootstrap)
 _bootstrap.load_pack()
 from posetransfer.models import vae as pack_vae  # noqa: E402
 from posetransfer.models.checkpoints import read_checkpoint, split_prefixes  # noqa: E402
-from posetransfer.models.encoders import encode_dino, load_dinov2  # noqa: E402
+from posetransfer.models.encoders import encode_dino, encode_zero_image, load_dinov2  # noqa: E402
 from posetransfer.models.images import pil_resize  # noqa: E402
 from posetransfer.models.noise import seeded_noise  # noqa: E402
 from posetransfer.models.pcdm import inpaint as pack_inpaint  # noqa: E402
 from posetransfer.models.pcdm import prior as pack_prior  # noqa: E402
 from posetransfer.models.pcdm import refine as pack_refine  # noqa: E402
-from posetransfer.models.pcdm.loading import load_pcdm_checkpoint  # noqa: E402
+from posetransfer.models.pcdm.stages import load_pcdm_checkpoint, load_prior, load_refiner  # noqa: E402
 
 # The tiny builders of the test suite (tests/models/pcdm/conftest.py), loaded by path: tests/ is no package.
 _fixtures_spec = importlib.util.spec_from_file_location("pcdm_fixtures", _ROOT / "tests/models/pcdm/conftest.py")
@@ -346,7 +346,7 @@ def run_refine(orig: types.SimpleNamespace, paths: dict[str, Path], steps: int) 
     from transformers import CLIPImageProcessor
 
     name = "refine/unipc"
-    model = pack_refine.load_refiner(str(paths["refine"]), dtype=torch.float32)
+    model = load_refiner(str(paths["refine"]), dtype=torch.float32)
     vae, dino = pack_vae.load_vae(str(paths["vae"])), load_dinov2(str(paths["dino"]))
     o = original_modules(orig, paths["refine"], "refine")
     o_vae, o_dino = original_frozen(paths)
@@ -399,6 +399,15 @@ def fixed_variance_noise(seed: int, embed_dim: int):
     return patched(scheduling_unclip, "randn_tensor", draw)
 
 
+def tiny_clip_vision() -> torch.nn.Module:
+    """A random tiny CLIPVisionModelWithProjection (224 px input, as CLIP ViT-H/14), for the zero-image embedding."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=224, patch_size=14, projection_dim=1024, hidden_act="gelu")
+    return fx.randomise(CLIPVisionModelWithProjection(config), 12).eval()
+
+
 @torch.no_grad()
 def run_prior(orig: types.SimpleNamespace, paths: dict[str, Path], steps: int) -> None:
     """Stage 1 (Stage1_PriorPipeline, UnCLIP, guidance 0 as in the batch test, fixed initial and per-step noise)."""
@@ -411,7 +420,7 @@ def run_prior(orig: types.SimpleNamespace, paths: dict[str, Path], steps: int) -
     state = {k: v.half() for k, v in fx.randomise(o_prior, 8).state_dict().items()}  # fp16, as released
     torch.save({"module": state, "global_steps": 1}, paths["prior"])
     fx.write_with_config(paths["prior"], {"num_attention_heads": PRIOR_HEADS, "attention_head_dim": PRIOR_HEAD_DIM})
-    model = pack_prior.load_prior(str(paths["prior"]))
+    model = load_prior(str(paths["prior"]))
     o_prior.load_state_dict({k: v.float() for k, v in read_checkpoint(str(paths["prior"])).state_dict.items()})
     generator = torch.Generator().manual_seed(9)
     embed = torch.randn(1, 1024, generator=generator)
@@ -426,10 +435,12 @@ def run_prior(orig: types.SimpleNamespace, paths: dict[str, Path], steps: int) -
     # the scheduler kandinsky-2-2-prior ships, as documented in PCDMS.md §7 (its hub file was not verified)
     scheduler = UnCLIPScheduler(num_train_timesteps=1000, variance_type="fixed_small_log", clip_sample=True,
                                 clip_sample_range=10.0, prediction_type="sample", beta_schedule="squaredcos_cap_v2")
-    pipe = orig.prior_pipe.Stage1_PriorPipeline(prior=o_prior, image_encoder=None, scheduler=scheduler,
+    clip = tiny_clip_vision()
+    pipe = orig.prior_pipe.Stage1_PriorPipeline(prior=o_prior, image_encoder=clip, scheduler=scheduler,
                                                 image_processor=None)
     pipe.set_progress_bar_config(disable=True)
-    pipe.get_zero_embed = lambda *args, **kwargs: None  # builds an unused zero-image embedding; needs the ViT-bigG
+    # The pipeline's unconditional output: the CLIP embedding of a zero image (`negative_image_embeds`).
+    row(name, "zero-image embedding (negative_image_embeds)", encode_zero_image(clip), pipe.get_zero_embed(1, "cpu"))
 
     def original() -> torch.Tensor:
         return pipe(s_embed=embed[:, None], s_pose=s_pose[:, None], t_pose=t_pose[:, None], num_images_per_prompt=1,

@@ -37,9 +37,11 @@ from posetransfer.models.encoders import encode_clip_embeds  # noqa: E402
 from posetransfer.models.pcdm.config import UNetConfig  # noqa: E402
 from posetransfer.models.pcdm.heads import ImageProjection  # noqa: E402
 from posetransfer.models.pcdm.inpaint import InpaintSettings, inpaint  # noqa: E402
-from posetransfer.models.pcdm.loading import PcdmStage2  # noqa: E402
-from posetransfer.models.pcdm.prior import PosePriorTransformer, PriorConfig, sample_prior  # noqa: E402
-from posetransfer.models.pcdm.refine import PcdmRefiner, RefineSettings, refine  # noqa: E402
+from posetransfer.models.pcdm.stages import PcdmRefiner, PcdmStage2  # noqa: E402
+from posetransfer.models.pcdm.config import PriorConfig  # noqa: E402
+from posetransfer.models.pcdm.prior import sample_prior  # noqa: E402
+from posetransfer.models.pcdm.prior_transformer import PosePriorTransformer  # noqa: E402
+from posetransfer.models.pcdm.refine import RefineSettings, refine  # noqa: E402
 from posetransfer.models.pcdm.unet import PoseUNet  # noqa: E402
 
 SD21_BASE_UNET = dict(block_out_channels=(320, 640, 1280, 1280),

@@ -12,7 +12,7 @@ from ..model_files.catalogue import FILES
 from ..models.encoders import load_dinov2
 from ..models.images import FIT_MODES, from_uint8, read_image, to_uint8
 from ..models.pcdm.inpaint import InpaintSettings, inpaint
-from ..models.pcdm.loading import load_pcdm_checkpoint
+from ..models.pcdm.stages import load_pcdm_checkpoint
 from ..models.pcdm.schedulers import SCHEDULERS
 from ..models.precision import PRECISIONS, precision_dtype
 from ..models.vae import load_vae

@@ -203,3 +203,17 @@ def encode_clip_embeds(model: torch.nn.Module, images: torch.Tensor) -> torch.Te
     param = next(model.parameters())
     pixels = clip_preprocess(images).to(device=param.device, dtype=param.dtype)
     return model(pixel_values=pixels).image_embeds
+
+
+@torch.no_grad()
+def encode_zero_image(model: torch.nn.Module, batch: int = 1) -> torch.Tensor:
+    """The projected CLIP embedding of an all-zero (already normalised) input, (batch, projection_dim).
+
+    PCDMs' stage-1 pipeline returns it beside the prediction as `negative_image_embeds` (`get_zero_embed`): the
+    prior's unconditional embedding in Kandinsky's convention. PCDMs' stage 2 does not use it (its unconditional
+    branch is literal zeros); it is exposed to compare with the original and for decoders that take one.
+    """
+    param = next(model.parameters())
+    size = model.config.image_size
+    pixels = torch.zeros(1, 3, size, size, device=param.device, dtype=param.dtype)
+    return model(pixel_values=pixels).image_embeds.repeat(batch, 1)

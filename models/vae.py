@@ -14,34 +14,39 @@ from .checkpoints import Kind, build_model, build_uninitialised, check_split, lo
 
 SD_LATENT_SCALE = 0.18215  # SD1/2 VAE scaling factor, hard-coded in the PCDMs demo
 _VAE_NORM_GROUPS = 32
-# Pre-0.14 diffusers attention names, still found in hub VAE files.
+# Pre-0.14 diffusers attention names, still found in hub VAE files (diffusers' own loader no longer renames them).
 _OLD_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
-_LDM_ATTENTION = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
+# LDM files exported from training keep EMA bookkeeping scalars (decay, num_updates) beside the weights.
+_LDM_BOOKKEEPING = "model_ema."
 
 
-def _ldm_key_to_diffusers(key: str, n_up: int) -> str:
-    """One original-LDM VAE key -> its diffusers name (decoder `up.i` counts from the bottom, `up_blocks` from the top)."""
-    key = re.sub(r"^(encoder|decoder)\.norm_out\.", r"\1.conv_norm_out.", key)
-    key = re.sub(r"^encoder\.down\.(\d+)\.block\.(\d+)\.", r"encoder.down_blocks.\1.resnets.\2.", key)
-    key = re.sub(r"^encoder\.down\.(\d+)\.downsample\.", r"encoder.down_blocks.\1.downsamplers.0.", key)
-    key = re.sub(r"^decoder\.up\.(\d+)\.block\.(\d+)\.",
-                 lambda m: f"decoder.up_blocks.{n_up - 1 - int(m.group(1))}.resnets.{m.group(2)}.", key)
-    key = re.sub(r"^decoder\.up\.(\d+)\.upsample\.",
-                 lambda m: f"decoder.up_blocks.{n_up - 1 - int(m.group(1))}.upsamplers.0.", key)
-    key = re.sub(r"\.mid\.block_(\d)\.", lambda m: f".mid_block.resnets.{int(m.group(1)) - 1}.", key)
-    key = re.sub(r"\.mid\.attn_1\.(\w+)\.", lambda m: f".mid_block.attentions.0.{_LDM_ATTENTION[m.group(1)]}.", key)
-    return re.sub(r"\.nin_shortcut\.", ".conv_shortcut.", key)
+def _is_ldm(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    return any(k.startswith(("encoder.down.", "decoder.up.")) for k in state_dict)
 
 
 def convert_vae_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Any SD VAE layout -> current diffusers names; attention 1x1-conv weights become Linear weights."""
-    n_up = len({k.split(".")[2] for k in state_dict if k.startswith("decoder.up.")})
+    """Any SD VAE layout -> current diffusers names; attention 1x1-conv weights become Linear weights.
+
+    Original-LDM files go through diffusers' own single-file conversion (`convert_ldm_vae_checkpoint`). It
+    keeps only the keys it knows, so anything else is counted here and refused by name: a file is never read
+    with silently dropped weights.
+    """
+    if _is_ldm(state_dict):
+        from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+        weights = {k: v for k, v in state_dict.items() if not k.startswith(_LDM_BOOKKEEPING)}
+        count = lambda prefix: len({k.split(".")[2] for k in weights if k.startswith(prefix)})  # noqa: E731
+        blocks = {"down_block_types": ("DownEncoderBlock2D",) * count("encoder.down."),
+                  "up_block_types": ("UpDecoderBlock2D",) * count("decoder.up.")}
+        converted = convert_ldm_vae_checkpoint(weights, blocks)
+        if len(converted) != len(weights):
+            known = {id(v) for v in converted.values()}
+            left = sorted(k for k, v in weights.items() if id(v) not in known)
+            raise ValueError(f"original-layout VAE: {len(weights) - len(converted)} weights have no diffusers name, "
+                             f"e.g. {left[:5]}; this is not an SD VAE file")
+        state_dict = converted
     out = {}
     for key, value in state_dict.items():
-        if key.startswith("model_ema."):  # EMA bookkeeping scalars some LDM VAE exports keep (decay, num_updates)
-            continue
-        if key.startswith(("encoder.down.", "decoder.up.")) or ".mid." in key or ".norm_out." in key:
-            key = _ldm_key_to_diffusers(key, n_up)
         key = re.sub(r"(mid_block\.attentions\.0)\.(query|key|value|proj_attn)\.",
                      lambda m: f"{m.group(1)}.{_OLD_ATTENTION[m.group(2)]}.", key)
         if ".attentions.0.to_" in key and value.dim() == 4:

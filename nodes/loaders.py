@@ -6,7 +6,7 @@ model cache. The custom types live in `inputs.py`.
 from __future__ import annotations
 
 from ..models.encoders import load_clip_vision, load_dinov2
-from ..models.pcdm.loading import load_pcdm_checkpoint
+from ..models.pcdm.stages import load_pcdm_checkpoint
 from ..models.vae import load_vae
 from .comfy_adapter import (encoder_device, io, make_schema, model_file_list, resolve_dtype, resolve_model_file,
                             torch_device, wrap_model)

@@ -9,8 +9,9 @@ from ..models.images import bchw_to_comfy, comfy_to_bchw, pil_resize
 from ..models.pcdm import prior as prior_pipeline
 from ..models.pcdm import refine as refine_pipeline
 from ..models.pcdm.inpaint import InpaintSettings
-from ..models.pcdm.prior import load_prior, sample_prior
-from ..models.pcdm.refine import PAPER_GUIDANCE_RESCALE, RefineSettings, load_refiner, refine
+from ..models.pcdm.prior import sample_prior
+from ..models.pcdm.refine import PAPER_GUIDANCE_RESCALE, RefineSettings, refine
+from ..models.pcdm.stages import load_prior, load_refiner
 from ..pose.conditions import POSE_CONVENTIONS, pose_coordinates
 from ..pose.formats import frames_from_pose_keypoint
 from .comfy_adapter import (io, load_models, make_schema, model_file_list, progress_callback, resolve_dtype,

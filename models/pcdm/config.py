@@ -1,4 +1,5 @@
-"""UNet hyper-parameters of a PCDMs checkpoint, read from the weights (ARCHITECTURE.md decision 3).
+"""Hyper-parameters of the PCDMs models (stage-2/3 UNet, stage-1 prior), read from the weights (ARCHITECTURE.md
+decision 3).
 
 Shapes give channels, block layout, in/out channels, cross-attention width and the class embedding. Two
 things shapes cannot tell are the attention head count and the GroupNorm group count: the defaults are
@@ -13,7 +14,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..checkpoints import check_split
+from ..checkpoints import CheckpointError, check_split
 
 # SD2.1-base: diffusers' `attention_head_dim` [5,10,20,20] is really a head COUNT, i.e. 64 channels per head.
 SD21_HEAD_WIDTH = 64
@@ -124,3 +125,53 @@ def _check_defaults(config: UNetConfig, overrides: Mapping[str, Any]) -> None:
             check_split(heads, [channels], setting="attention_head_dim")
         else:
             check_split(heads, [channels], setting="attention_head_dim", default_unit=SD21_HEAD_WIDTH)
+
+
+# ------------------------------------------------------------------------------------------- stage-1 prior
+NUM_TOKENS = 6  # source pose, target pose, source embedding, time, noisy embedding, read-out ("prd") token
+DEFAULT_HEAD_DIM = 64  # the released prior (from Kandinsky 2.2) uses 32 heads x 64 channels
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """Hyper-parameters of the stage-1 prior, inferred from tensor shapes (see `from_state_dict`)."""
+
+    width: int  # transformer width (2048 released)
+    num_layers: int  # 20 released
+    num_heads: int  # 32 released
+    head_dim: int  # 64 released
+    embedding_dim: int = 1024  # CLIP ViT-H/14 image_embeds
+    pose_features: int = 36  # 18 body points x (x, y)
+    pose_hidden: int = 512
+    ff_inner: int = 8192
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Mapping[str, torch.Tensor], side_config: Mapping | None = None,
+                        source: str = "") -> PriorConfig:
+        """Infer the config from a prior state dict; `side_config` (a config.json beside the file) may set the heads."""
+        where = f" in {source}" if source else ""
+        pos = state_dict.get("positional_embedding")
+        if pos is None or pos.dim() != 3 or pos.shape[1] != NUM_TOKENS:
+            shape = None if pos is None else tuple(pos.shape)
+            raise CheckpointError(f"Not a PCDMs stage-1 prior{where}: expected 'positional_embedding' of shape "
+                                  f"(1, {NUM_TOKENS}, width), found {shape}.")
+        width = int(pos.shape[2])
+        layers = {int(m.group(1)) for k in state_dict if (m := re.match(r"transformer_blocks\.(\d+)\.", k))}
+        if not layers:
+            raise CheckpointError(f"PCDMs prior{where} has no transformer_blocks: the file is incomplete; download it "
+                                  "again.")
+        side_config = side_config or {}
+        if "num_attention_heads" not in side_config:  # the released width is a multiple of 64-channel heads
+            check_split(width, [width], setting="num_attention_heads", default_unit=DEFAULT_HEAD_DIM)
+        num_heads = int(side_config.get("num_attention_heads", max(1, width // DEFAULT_HEAD_DIM)))
+        head_dim = int(side_config.get("attention_head_dim", width // num_heads))
+        if num_heads * head_dim != width:
+            raise CheckpointError(f"PCDMs prior{where}: {num_heads} heads x {head_dim} channels does not match the "
+                                  f"transformer width {width}; fix num_attention_heads/attention_head_dim in its config.")
+        return cls(
+            width=width, num_layers=len(layers), num_heads=num_heads, head_dim=head_dim,
+            embedding_dim=int(state_dict["proj_in.weight"].shape[1]),
+            pose_features=int(state_dict["pose_encoder.net.0.weight"].shape[1]),
+            pose_hidden=int(state_dict["pose_encoder.net.0.weight"].shape[0]),
+            ff_inner=int(state_dict["transformer_blocks.0.ff.net.0.proj.weight"].shape[0]),
+        )

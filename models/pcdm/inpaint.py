@@ -20,7 +20,7 @@ from ..images import SquareFit, pil_resize, square_fit, to_signed
 from ..noise import seeded_noise
 from ..encoders import encode_dino
 from ..vae import decode_latents, encode_latents
-from .loading import PcdmStage2
+from .stages import PcdmStage2
 from .sampling import Branch, denoise
 from .schedulers import make_scheduler
 
@@ -112,8 +112,9 @@ def encode_source(model: PcdmStage2, vae: torch.nn.Module, dino: torch.nn.Module
 
     Tokens are projected DINOv2 tokens; the uncond ones are the projection of zero tokens for the simplified
     model (a constant non-zero token) and literal zeros for the full model, as in the respective originals.
+    Tokens come in the head's dtype (float32 for the full model, as its original); the UNet casts them.
     The canvas [source | black] goes through the VAE in [-1, 1]."""
-    device, dtype = model.device, model.dtype
+    device, dtype = model.device, model.head_dtype
     dino_tokens = encode_dino(dino, source_sq, settings.legacy_dino_interpolation).to(device=device, dtype=dtype)
     cond = model.image_proj(dino_tokens)
     uncond = torch.zeros_like(cond) if model.is_full else model.image_proj(torch.zeros_like(dino_tokens))
@@ -123,9 +124,10 @@ def encode_source(model: PcdmStage2, vae: torch.nn.Module, dino: torch.nn.Module
 
 @torch.no_grad()
 def pose_residual(model: PcdmStage2, source_pose_sq: torch.Tensor, target_pose_sq: torch.Tensor) -> torch.Tensor:
-    """[B,3,S,S] pose renders (0..1) -> pose_proj([source pose | target pose] in [-1, 1]) (B, C0, S/8, S/4)."""
+    """[B,3,S,S] pose renders (0..1) -> pose_proj([source pose | target pose] in [-1, 1]) (B, C0, S/8, S/4), in
+    the head's dtype (the UNet casts it where it adds it)."""
     canvas = to_signed(side_by_side(source_pose_sq, target_pose_sq))
-    return model.pose_proj(canvas.to(device=model.device, dtype=model.dtype))
+    return model.pose_proj(canvas.to(device=model.device, dtype=next(model.pose_proj.parameters()).dtype))
 
 
 def _branches(model: PcdmStage2, cond: torch.Tensor, uncond: torch.Tensor, concat: torch.Tensor, pose: torch.Tensor,

@@ -1,164 +1,25 @@
-"""PCDMs stage 1: the pose-conditioned prior that predicts the target's CLIP ViT-H/14 image embedding.
+"""PCDMs stage 1: the pose-conditioned prior predicts the target's CLIP ViT-H/14 image embedding.
 
-Facts from PCDMS.md §3.3, §6.2, §7: a six-token transformer (source pose, target pose, source embedding, time,
-noisy embedding, read-out token) trained with x0 ("sample") prediction on embeddings normalised with
-`CLIP_EMBED_MEAN`/`CLIP_EMBED_STD`, sampled with UnCLIP's DDPM variant. Parameter names match the released
-stage-1 file (keys without prefix), so its state dict loads without renames.
+Facts from PCDMS.md §3.3, §6.2, §7: the prior (`prior_transformer.py`) was trained with x0 ("sample") prediction on
+embeddings normalised with `CLIP_EMBED_MEAN`/`CLIP_EMBED_STD`, and is sampled with UnCLIP's DDPM variant.
 """
 from __future__ import annotations
 
-import logging
-import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable
 
 import torch
-from torch import nn
 
-from ..checkpoints import CheckpointError, Kind, build_model, check_split, load_strict
 from ..noise import seeded_noise
+from .prior_transformer import PosePriorTransformer
 
 if TYPE_CHECKING:
     from diffusers.schedulers import UnCLIPScheduler
 
-logger = logging.getLogger(__name__)
-
 CLIP_EMBED_MEAN = -0.016  # PCDMs stage-1 normalisation of the CLIP-H embedding (Stage1_PriorTransformer.clip_mean)
 CLIP_EMBED_STD = 0.415  # PCDMs stage-1 normalisation (Stage1_PriorTransformer.clip_std)
-NUM_TOKENS = 6  # source pose, target pose, source embedding, time, noisy embedding, read-out ("prd") token
-DEFAULT_HEAD_DIM = 64  # the released prior (from Kandinsky 2.2) uses 32 heads x 64 channels
 UNCLIP_CLIP_SAMPLE_RANGE = 10.0  # kandinsky-2-2-prior scheduler config (PCDMS.md §7)
 
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class PriorConfig:
-    """Hyper-parameters of the stage-1 prior, inferred from tensor shapes (see `from_state_dict`)."""
-
-    width: int  # transformer width (2048 released)
-    num_layers: int  # 20 released
-    num_heads: int  # 32 released
-    head_dim: int  # 64 released
-    embedding_dim: int = 1024  # CLIP ViT-H/14 image_embeds
-    pose_features: int = 36  # 18 body points x (x, y)
-    pose_hidden: int = 512
-    ff_inner: int = 8192
-
-    @classmethod
-    def from_state_dict(cls, state_dict: Mapping[str, torch.Tensor], side_config: Mapping | None = None,
-                        source: str = "") -> PriorConfig:
-        """Infer the config from a prior state dict; `side_config` (a config.json beside the file) may set the heads."""
-        where = f" in {source}" if source else ""
-        pos = state_dict.get("positional_embedding")
-        if pos is None or pos.dim() != 3 or pos.shape[1] != NUM_TOKENS:
-            shape = None if pos is None else tuple(pos.shape)
-            raise CheckpointError(f"Not a PCDMs stage-1 prior{where}: expected 'positional_embedding' of shape "
-                                  f"(1, {NUM_TOKENS}, width), found {shape}.")
-        width = int(pos.shape[2])
-        layers = {int(m.group(1)) for k in state_dict if (m := re.match(r"transformer_blocks\.(\d+)\.", k))}
-        if not layers:
-            raise CheckpointError(f"PCDMs prior{where} has no transformer_blocks: the file is incomplete; download it "
-                                  "again.")
-        side_config = side_config or {}
-        if "num_attention_heads" not in side_config:  # the released width is a multiple of 64-channel heads
-            check_split(width, [width], setting="num_attention_heads", default_unit=DEFAULT_HEAD_DIM)
-        num_heads = int(side_config.get("num_attention_heads", max(1, width // DEFAULT_HEAD_DIM)))
-        head_dim = int(side_config.get("attention_head_dim", width // num_heads))
-        if num_heads * head_dim != width:
-            raise CheckpointError(f"PCDMs prior{where}: {num_heads} heads x {head_dim} channels does not match the "
-                                  f"transformer width {width}; fix num_attention_heads/attention_head_dim in its config.")
-        return cls(
-            width=width, num_layers=len(layers), num_heads=num_heads, head_dim=head_dim,
-            embedding_dim=int(state_dict["proj_in.weight"].shape[1]),
-            pose_features=int(state_dict["pose_encoder.net.0.weight"].shape[1]),
-            pose_hidden=int(state_dict["pose_encoder.net.0.weight"].shape[0]),
-            ff_inner=int(state_dict["transformer_blocks.0.ff.net.0.proj.weight"].shape[0]),
-        )
-
-
-class PoseEncoder(nn.Module):
-    """36 pose numbers -> one embedding-sized token: Linear, GELU, LayerNorm, Linear, LayerNorm."""
-
-    def __init__(self, in_dim: int, hidden: int, out_dim: int):
-        super().__init__()
-        # Indices 2 and 5 held Dropout(0) in the original; Identity keeps the checkpoint's `net.{0,3,4,6}` names.
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Identity(), nn.LayerNorm(hidden),
-                                 nn.Linear(hidden, out_dim), nn.Identity(), nn.LayerNorm(out_dim))
-
-    def forward(self, pose: torch.Tensor) -> torch.Tensor:
-        return self.net(pose)
-
-
-class PosePriorTransformer(nn.Module):
-    """Stage-1 denoiser: predicts the clean normalised target embedding from a noisy one."""
-
-    def __init__(self, config: PriorConfig):
-        super().__init__()
-        # diffusers is heavy: imported when a model is built, not when the pack loads.
-        from diffusers.models.attention import BasicTransformerBlock
-        from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-
-        self.config = config
-        width, emb = config.width, config.embedding_dim
-        self.pose_encoder = PoseEncoder(config.pose_features, config.pose_hidden, emb)
-        self.pose_encoder1 = PoseEncoder(config.pose_features, config.pose_hidden, emb)
-        self.time_proj = Timesteps(width, flip_sin_to_cos=True, downscale_freq_shift=0)
-        self.time_embedding = TimestepEmbedding(width, width)
-        self.proj_in = nn.Linear(emb, width)
-        self.embedding_proj = nn.Linear(emb, width)
-        self.encoder_hidden_states_proj = nn.Linear(emb, width)
-        self.encoder_hidden_states_proj1 = nn.Linear(emb, width)
-        self.positional_embedding = nn.Parameter(torch.zeros(1, NUM_TOKENS, width))
-        self.prd_embedding = nn.Parameter(torch.zeros(1, 1, width))
-        self.transformer_blocks = nn.ModuleList(
-            BasicTransformerBlock(width, config.num_heads, config.head_dim, activation_fn="gelu",
-                                  attention_bias=True, ff_inner_dim=config.ff_inner)
-            for _ in range(config.num_layers)
-        )
-        self.norm_out = nn.LayerNorm(width)
-        self.proj_to_clip_embeddings = nn.Linear(width, emb)
-
-    def forward(self, noisy_embedding: torch.Tensor, timestep: torch.Tensor | int, source_embedding: torch.Tensor,
-                source_pose: torch.Tensor, target_pose: torch.Tensor) -> torch.Tensor:
-        """x_t (B,E) normalised, t (scalar or (B,)), source CLIP-H embed (B,E) raw, poses (B,36) -> x0 (B,E)."""
-        batch = noisy_embedding.shape[0]
-        dtype = self.proj_in.weight.dtype
-        timestep = torch.as_tensor(timestep, device=noisy_embedding.device).reshape(-1).expand(batch)
-        # The sinusoidal projection is always float32; the original casts it to the model dtype (PCDMS.md §3.3).
-        time = self.time_embedding(self.time_proj(timestep).to(dtype))
-        tokens = torch.stack([
-            self.encoder_hidden_states_proj(self.pose_encoder(source_pose.to(dtype))),
-            self.encoder_hidden_states_proj1(self.pose_encoder1(target_pose.to(dtype))),
-            self.embedding_proj(source_embedding.to(dtype)),
-            time,
-            self.proj_in(noisy_embedding.to(dtype)),
-            self.prd_embedding[:, 0].to(dtype).expand(batch, -1),
-        ], dim=1) + self.positional_embedding.to(dtype)
-        # Full bidirectional attention: the original's causal mask is only applied with a text mask, never passed.
-        for block in self.transformer_blocks:
-            tokens = block(tokens)
-        return self.proj_to_clip_embeddings(self.norm_out(tokens)[:, -1])
-
-
-def build_prior(state_dict: Mapping[str, torch.Tensor], side_config: Mapping | None = None, *, source: str = "",
-                dtype: torch.dtype = torch.float32) -> PosePriorTransformer:
-    """Build the prior from a stage-1 state dict (keys without prefix) and load it strictly."""
-    config = PriorConfig.from_state_dict(state_dict, side_config, source)
-    # Built on the meta device: random init of ~1e9 parameters would take longer than reading them.
-    with torch.device("meta"):
-        model = PosePriorTransformer(config)
-    model = model.to_empty(device="cpu").to(dtype)
-    load_strict(model, dict(state_dict), source=source)
-    logger.info("PCDMs prior from %s: %d layers, width %d, %d heads", source or "state dict",
-                config.num_layers, config.width, config.num_heads)
-    return model.eval().requires_grad_(False)
-
-
-def load_prior(path: str, dtype: torch.dtype = torch.float32) -> PosePriorTransformer:
-    """Read a stage-1 file (DeepSpeed `{"module": ...}`, bare dict or safetensors) and build the prior."""
-    return build_model(path, Kind.PCDM_PRIOR, lambda checkpoint: build_prior(
-        checkpoint.state_dict, checkpoint.config, source=checkpoint.path, dtype=dtype))
 
 
 def make_prior_scheduler() -> UnCLIPScheduler:

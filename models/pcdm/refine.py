@@ -14,61 +14,18 @@ import torch
 from torch import nn
 
 from ..batching import chunks
-from ..checkpoints import Checkpoint, CheckpointError, Kind, build_model, load_strict, split_prefixes
 from ..encoders import encode_dino
 from ..images import SquareFit, pil_resize, square_fit, to_signed
 from ..noise import seeded_noise
 from ..vae import decode_latents, encode_latents
-from .heads import ImageProjection
-from .loading import unet_overrides
 from .sampling import Branch, denoise
 from .schedulers import make_scheduler
-from .unet import PoseUNet, build_pose_unet
+from .stages import PcdmRefiner
 
 Progress = Callable[[int, int], None]
-REFINE_IN_CHANNELS = 8  # 4 noisy latents + 4 coarse-image latents
 # The stage-3 batch-test script passes guidance_rescale = guidance_scale = 2.0 (PCDMS.md §11), an extrapolating
 # rescale; 0 (plain CFG) is the suggested default, this preset reproduces the paper's numbers.
 PAPER_GUIDANCE_RESCALE = 2.0
-
-
-class PcdmRefiner(nn.Module):
-    """Stage-3 UNet (`unet.*`, 8 input channels, no pose branch) + appearance projection (`image_proj_model_p.*`)."""
-
-    def __init__(self, unet: PoseUNet, image_proj: ImageProjection):
-        super().__init__()
-        self.unet = unet
-        self.image_proj = image_proj
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.image_proj.net[0].weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.image_proj.net[0].weight.device
-
-
-def build_refiner(checkpoint: Checkpoint) -> PcdmRefiner:
-    """Module for an already-read stage-3 checkpoint, weights loaded strictly."""
-    if checkpoint.kind is not Kind.PCDM_STAGE3:
-        raise CheckpointError(f"{checkpoint.path}: expected a PCDMs stage-3 checkpoint, found {checkpoint.kind.value}")
-    parts = split_prefixes(checkpoint.state_dict, ["unet.", "image_proj_model_p."], source=checkpoint.path)
-    unet = build_pose_unet(parts["unet."], unet_overrides(checkpoint.config))
-    image_proj = ImageProjection.from_state_dict(parts["image_proj_model_p."])
-    load_strict(unet.unet, parts["unet."], source=f"{checkpoint.path} (unet.)")
-    load_strict(image_proj, parts["image_proj_model_p."], source=f"{checkpoint.path} (image_proj_model_p.)")
-    if unet.config.in_channels != REFINE_IN_CHANNELS or image_proj.out_dim != unet.config.cross_attention_dim:
-        raise CheckpointError(f"{checkpoint.path}: a stage-3 UNet takes {REFINE_IN_CHANNELS} input channels and "
-                              f"tokens as wide as its cross-attention; found {unet.config.in_channels} channels, "
-                              f"{image_proj.out_dim}-wide tokens for {unet.config.cross_attention_dim}")
-    return PcdmRefiner(unet, image_proj).eval().requires_grad_(False)
-
-
-def load_refiner(path: str, dtype: torch.dtype | None = None) -> PcdmRefiner:
-    """Read a stage-3 file (DeepSpeed `{"module": ...}`, bare dict or safetensors) and build the refiner."""
-    model = build_model(path, Kind.PCDM_STAGE3, build_refiner)
-    return model.to(dtype) if dtype is not None else model
 
 
 class _LateStart:
@@ -143,12 +100,9 @@ def refine(model: PcdmRefiner, vae: nn.Module, dino: nn.Module, coarse: torch.Te
     # Encode conditions, once per source image.
     source_sq, _ = _fit(source, settings)
     tokens = encode_dino(dino, source_sq, settings.legacy_dino_interpolation)
-    features = model.image_proj(tokens.to(device, dtype)).float()
+    features = model.image_proj(tokens.to(device, model.head_dtype)).float()
     coarse_sq, coarse_fit = _fit(coarse, settings)
     coarse_all = encode_latents(vae, to_signed(coarse_sq)).to(device)
-
-    def unet(sample: torch.Tensor, t: Any, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
-        return model.unet(sample, t, encoder_hidden_states.to(dtype))
 
     squares = []
     for chunk in chunks(batch, settings.chunk_size, settings.seed, progress):
@@ -166,7 +120,7 @@ def refine(model: PcdmRefiner, vae: nn.Module, dino: nn.Module, coarse: torch.Te
             latents = scheduler.add_noise(coarse_latents, noise, scheduler.timesteps[:1])
         else:
             latents = noise * scheduler.init_noise_sigma
-        latents = denoise(unet, latents, scheduler, cond, uncond, guidance_scale=settings.guidance_scale,
+        latents = denoise(model.unet, latents, scheduler, cond, uncond, guidance_scale=settings.guidance_scale,
                           guidance_rescale=settings.guidance_rescale,
                           sequential_guidance=settings.sequential_guidance, model_dtype=dtype, progress=chunk.progress)
         squares += [decode_latents(vae, item[None]).to(coarse.device) for item in latents]

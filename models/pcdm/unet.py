@@ -12,8 +12,9 @@ from .config import UNetConfig
 class PoseUNet(nn.Module):
     """`diffusers.UNet2DConditionModel` under the attribute `unet`, so checkpoint keys `unet.*` load unchanged.
 
-    The forward pass re-states diffusers' body for the features these configs use, because the pose
-    residual has to enter between `conv_in` and the first skip connection, where diffusers offers no hook.
+    The pose residual enters between `conv_in` and the first skip connection, where diffusers' forward offers
+    no argument: a forward hook on `conv_in` adds it for the one call, and diffusers' own forward does the rest
+    (what PCDMs' copied forward did, without a copy that drifts from diffusers releases).
     """
 
     def __init__(self, config: UNetConfig):
@@ -35,49 +36,26 @@ class PoseUNet(nn.Module):
         sample: (B, in_channels, h, w) latents (+ mask + masked latents); timestep: scalar or (B,);
         encoder_hidden_states: (B, T, cross_attention_dim); pose_residual: (B or 1, C0, h, w), added after
         conv_in so it flows into every skip; class_labels: (B, D) or (B, 1, D), required iff the model has a
-        class embedding (stage 2 full). Returns (B, out_channels, h, w) in the sample's dtype.
+        class embedding (stage 2 full). Conditions are cast to the sample's dtype (heads may run in float32).
+        Returns (B, out_channels, h, w) in the sample's dtype.
         """
-        unet = self.unet
-        batch = sample.shape[0]
-        t = torch.as_tensor(timestep, device=sample.device)
-        t = t.reshape(-1).expand(batch) if t.numel() == 1 else t.reshape(batch)
-        # Timesteps has no weights and returns float32; the embedding MLP runs in the model dtype.
-        emb = unet.time_embedding(unet.time_proj(t).to(sample.dtype))
         if self.has_class_embedding:
             if class_labels is None:
                 raise ValueError("this PCDMs UNet has a class embedding (stage 2 full): class_labels (B, 1024) is required")
             # the original squeezes (B,1,D) -> (B,D) before the projection
-            emb = emb + unet.class_embedding(class_labels.reshape(batch, -1).to(sample.dtype)).to(sample.dtype)
+            class_labels = class_labels.reshape(sample.shape[0], -1).to(sample.dtype)
         elif class_labels is not None:
             raise ValueError("class_labels given, but this UNet has no class embedding (simplified PCDMs model)")
-
-        hidden = unet.conv_in(sample)
+        hook = None
         if pose_residual is not None:
-            hidden = hidden + pose_residual.to(hidden.dtype)
-        skips: tuple[torch.Tensor, ...] = (hidden,)
-        for block in unet.down_blocks:
-            if getattr(block, "has_cross_attention", False):
-                hidden, res = block(hidden_states=hidden, temb=emb, encoder_hidden_states=encoder_hidden_states)
-            else:
-                hidden, res = block(hidden_states=hidden, temb=emb)
-            skips += res
-        hidden = unet.mid_block(hidden, emb, encoder_hidden_states=encoder_hidden_states)
-
-        # Odd latent sizes need explicit upsample targets, as in diffusers.
-        factor = 2 ** unet.num_upsamplers
-        forward_size = any(d % factor for d in sample.shape[-2:])
-        for i, block in enumerate(unet.up_blocks):
-            n = len(block.resnets)
-            res, skips = skips[-n:], skips[:-n]
-            size = skips[-1].shape[2:] if forward_size and i < len(unet.up_blocks) - 1 else None
-            if getattr(block, "has_cross_attention", False):
-                hidden = block(hidden_states=hidden, temb=emb, res_hidden_states_tuple=res,
-                               encoder_hidden_states=encoder_hidden_states, upsample_size=size)
-            else:
-                hidden = block(hidden_states=hidden, temb=emb, res_hidden_states_tuple=res, upsample_size=size)
-        if unet.conv_norm_out is not None:
-            hidden = unet.conv_act(unet.conv_norm_out(hidden))
-        return unet.conv_out(hidden)
+            residual = pose_residual.to(sample.dtype)
+            hook = self.unet.conv_in.register_forward_hook(lambda module, inputs, output: output + residual)
+        try:
+            return self.unet(sample, timestep, encoder_hidden_states.to(sample.dtype), class_labels=class_labels,
+                             return_dict=False)[0]
+        finally:
+            if hook is not None:
+                hook.remove()
 
 
 def build_pose_unet(state_dict: Mapping[str, torch.Tensor], overrides: Mapping | None = None) -> PoseUNet:

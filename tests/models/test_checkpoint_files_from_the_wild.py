@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from posetransfer.errors import PoseTransferError
 from posetransfer.models.checkpoints import CheckpointError, Kind, read_checkpoint
-from posetransfer.models.pcdm.loading import load_pcdm_checkpoint
+from posetransfer.models.pcdm.stages import load_pcdm_checkpoint
 from posetransfer.models.vae import load_vae
 
 from .pcdm.conftest import UNET_SIDE_CONFIG, stage2_state_dict, tiny_vae, write_with_config

@@ -133,3 +133,14 @@ def test_export_without_mask_token_loads():
     assert model.embeddings.mask_token.eq(0).all()
     images = _uint8_images(1, 32, 32)
     torch.testing.assert_close(encode_dino(model, images), encode_dino(reference, images))
+
+
+def test_zero_image_embedding_is_the_encoders_output_for_zero_pixels():
+    from posetransfer.models.encoders import encode_zero_image
+
+    model = _tiny_clip()
+    with torch.no_grad():
+        expected = model(pixel_values=torch.zeros(1, 3, 224, 224)).image_embeds
+    zero = encode_zero_image(model, batch=2)
+    assert zero.shape == (2, expected.shape[-1]) and zero.abs().max() > 0
+    torch.testing.assert_close(zero, expected.expand(2, -1))

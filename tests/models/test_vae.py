@@ -76,3 +76,10 @@ def test_non_vae_file_refused(tmp_path):
                torch.zeros(8, 3, 14, 14)}, str(path))
     with pytest.raises(CheckpointError, match="VAE"):
         load_vae(str(path))
+
+
+def test_ldm_weights_without_a_diffusers_name_are_refused():
+    sd = _to_ldm({k: v.contiguous() for k, v in tiny_vae().state_dict().items()})
+    assert set(convert_vae_keys({**sd, "model_ema.decay": torch.tensor(0.999)})) == set(tiny_vae().state_dict())
+    with pytest.raises(ValueError, match="no diffusers name"):
+        convert_vae_keys({**sd, "decoder.extra.weight": torch.zeros(1)})

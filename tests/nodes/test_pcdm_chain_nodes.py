@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import save_file
 
 from posetransfer.models.checkpoints import CheckpointError
-from posetransfer.models.pcdm.prior import PosePriorTransformer, PriorConfig
+from posetransfer.models.pcdm.config import PriorConfig
+from posetransfer.models.pcdm.prior_transformer import PosePriorTransformer
 from posetransfer.nodes import loaders, pcdm, pcdm_chain
 
 from ..models.pcdm.conftest import TINY_SIZE, UNET_SIDE_CONFIG, randomise, tiny_image_proj, tiny_unet
@@ -188,7 +189,7 @@ def test_three_stages_equal_the_chained_nodes_and_load_in_turn(handles, monkeypa
 
 
 def test_three_stages_refuse_the_simplified_model(handles, simplified_file, monkeypatch):  # noqa: F811
-    from posetransfer.models.pcdm.loading import load_pcdm_checkpoint
+    from posetransfer.models.pcdm.stages import load_pcdm_checkpoint
     from posetransfer.nodes.comfy_adapter import wrap_model
 
     h = handles

@@ -129,7 +129,7 @@ def dino_file(tmp_path_factory):
 def stage2_parts(simplified_file, full_file, vae_file, dino_file):
     """(simplified model, full model, VAE, DINOv2), loaded through the product loaders."""
     from posetransfer.models.encoders import load_dinov2
-    from posetransfer.models.pcdm.loading import load_pcdm_checkpoint
+    from posetransfer.models.pcdm.stages import load_pcdm_checkpoint
     from posetransfer.models.vae import load_vae
 
     return (load_pcdm_checkpoint(str(simplified_file)), load_pcdm_checkpoint(str(full_file)),

@@ -162,3 +162,26 @@ def test_demo_pose_reaches_pose_proj_as_the_demo_resized_it(stage2_parts):
     (canvas,), _ = model.pose_proj.calls[0]
     expected = torch.from_numpy(expected).movedim(-1, 0).float() / 255.0 * 2 - 1
     torch.testing.assert_close(canvas[0, :, :, TINY_SIZE:], expected, atol=1e-6, rtol=0)
+
+
+def test_full_model_keeps_its_heads_float32_at_half_precision(simplified_file, full_file, stage2_parts):
+    """The paper's stage-2 script runs image_proj_model_p and pose_proj in float32 beside a float16 UNet; the
+    simplified model's demo casts them with the UNet."""
+    from posetransfer.models.pcdm.stages import load_pcdm_checkpoint
+
+    full = load_pcdm_checkpoint(str(full_file), torch.float16)
+    simplified = load_pcdm_checkpoint(str(simplified_file), torch.float16)
+    assert full.dtype == torch.float16 and full.head_dtype == torch.float32
+    assert {p.dtype for p in full.pose_proj.parameters()} == {torch.float32}
+    assert {p.dtype for p in simplified.parameters()} == {torch.float16}
+    _, reference, vae, dino = stage2_parts
+    spied = _spied(full)
+    images = inpaint(spied, vae, dino, _images(0), _images(2), _images(1), _settings(),
+                     target_embeds=torch.randn(1, 32))
+    (pose_canvas,), _ = spied.pose_proj.calls[0]
+    _, kw = spied.unet.calls[0]
+    assert pose_canvas.dtype == torch.float32 and kw["pose_residual"].dtype == torch.float32
+    # the float32 heads give the float32 model's tokens up to the UNet's own rounding
+    tokens = encode_dino(dino, _images(0))
+    torch.testing.assert_close(full.image_proj(tokens), reference.image_proj(tokens), atol=0, rtol=0)
+    assert torch.isfinite(images.images).all()

@@ -4,7 +4,7 @@ import torch
 from safetensors.torch import save_file
 
 from posetransfer.models.checkpoints import CheckpointError, Kind
-from posetransfer.models.pcdm.loading import load_pcdm_checkpoint
+from posetransfer.models.pcdm.stages import load_pcdm_checkpoint
 
 from .conftest import UNET_SIDE_CONFIG, stage2_state_dict, tiny_unet, write_with_config
 

@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 from posetransfer.models.checkpoints import CheckpointError
 from posetransfer.models.noise import seeded_noise
 from posetransfer.models.pcdm import prior as prior_mod
-from posetransfer.models.pcdm.prior import CLIP_EMBED_MEAN, CLIP_EMBED_STD, build_prior, load_prior, sample_prior
+from posetransfer.models.pcdm.prior import CLIP_EMBED_MEAN, CLIP_EMBED_STD, sample_prior
+from posetransfer.models.pcdm.stages import build_prior, load_prior
 
 WIDTH, LAYERS, EMB, POSE_HIDDEN = 64, 2, 1024, 512
 

@@ -9,8 +9,8 @@ from posetransfer.models.encoders import encode_dino
 from posetransfer.models.images import pil_resize, to_signed
 from posetransfer.models.noise import seeded_noise
 from posetransfer.models.pcdm import refine as refine_mod
-from posetransfer.models.pcdm.prior import load_prior
-from posetransfer.models.pcdm.refine import RefineSettings, load_refiner, refine
+from posetransfer.models.pcdm.refine import RefineSettings, refine
+from posetransfer.models.pcdm.stages import load_prior, load_refiner
 from posetransfer.models.pcdm.sampling import rescale_noise_cfg
 from posetransfer.models.pcdm.schedulers import make_scheduler
 from posetransfer.models.vae import SD_LATENT_SCALE
@@ -92,7 +92,9 @@ def test_unconditional_half_gets_zero_tokens_and_zero_coarse_latents(parts, monk
     calls = []
     forward = type(model.unet).forward
     monkeypatch.setattr(type(model.unet), "forward",
-                        lambda self, x, t, ehs, **kw: calls.append((x.clone(), ehs.clone())) or forward(self, x, t, ehs, **kw))
+                        lambda self, x, t, encoder_hidden_states, **kw:
+                        calls.append((x.clone(), encoder_hidden_states.clone()))
+                        or forward(self, x, t, encoder_hidden_states, **kw))
     coarse = images(3, 2)
     refine(model, vae, dino, coarse, images(1, 3), settings(steps=2, guidance_scale=3.0, seed=1))
     x, ehs = calls[0]
@@ -167,3 +169,14 @@ def test_non_square_coarse_round_trips_to_its_size(parts):
     assert out.shape == (1, 3, 48, 32)
     stretched = refine(model, vae, dino, coarse, coarse, settings(steps=2, fit="stretch"))
     assert stretched.shape == (1, 3, 48, 32) and not torch.allclose(out, stretched)
+
+
+def test_half_precision_keeps_the_appearance_head_float32(parts):
+    """The stage-3 script runs image_proj_model_p in float32 beside its float16 UNet."""
+    model, vae, dino, path = parts
+    half = load_refiner(path, torch.float16)
+    assert half.dtype == torch.float16 and half.head_dtype == torch.float32
+    tokens = torch.randn(1, 257, 24)
+    torch.testing.assert_close(half.image_proj(tokens), model.image_proj(tokens), atol=0, rtol=0)
+    out = refine(half, vae, dino, images(1, 6), images(1, 7), settings(steps=2))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
