@@ -45,17 +45,20 @@ def _located(root: folders.ModelsRoot, file: ModelFile) -> tuple[str, bool]:
 
 def _list(root: folders.ModelsRoot, families: list[str]) -> int:
     remotes: dict[str, hub.Remote | str] = {}  # key -> what the hub says, or why it was not asked
-    print(f"Hub: {hub.endpoint()}" + (" (HF_HUB_OFFLINE is set: sizes not checked)" if hub.offline() else ""))
+    unreachable = "HF_HUB_OFFLINE is set" if hub.offline() else None
+    print(f"Hub: {hub.endpoint()}" + (f" ({unreachable}: sizes not checked)" if unreachable else ""))
     for name in families:
         family = FAMILIES[name]
         print(f"\n{name}: {family.what}")
         for file in family.files:
             path, exists = _located(root, file)
-            if isinstance(file.source, HubFile) and file.key not in remotes:
+            if isinstance(file.source, HubFile) and file.key not in remotes and not unreachable:
                 try:
-                    remotes[file.key] = None if hub.offline() else hub.remote_metadata(file.source, file.name)
+                    remotes[file.key] = hub.remote_metadata(file.source, file.name)
                 except hub.DownloadError as error:
                     remotes[file.key] = str(error)
+                    if error.unreachable:  # one wait for a dead network is enough
+                        unreachable = "not reached, see above"
             remote = remotes.get(file.key)
             state, detail = _state(path, exists, remote)
             where = "" if path == os.path.join(root.models_dir, file.folder, file.name) else f" at {path}"
@@ -85,37 +88,46 @@ def _state(path: str, exists: bool, remote: hub.Remote | str | None) -> tuple[st
 
 def _download(root: folders.ModelsRoot, files: list[ModelFile]) -> int:
     errors, manual = [], []
-    for file in files:
-        path, exists = _located(root, file)
-        if not isinstance(file.source, HubFile):
-            if exists:
-                print(f"present     {path}")
-            else:
-                manual.append(f"- {file.relative} ({file.what}): {file.source.instructions(path)}")
-            continue
-        try:
-            remote = hub.remote_metadata(file.source, file.name)
-        except hub.DownloadError as error:
-            if exists:
-                print(f"present     {path} (not checked against the hub: {error})")
-            else:
-                errors.append(str(error))
-            continue
-        if exists:
-            print(f"checking    {path}", flush=True)
-            problem = hub.matches(path, remote)
-            if problem is None:
-                print(f"ok          {path} (size and sha256 match the hub)")
+    unreachable: hub.DownloadError | None = None
+    try:
+        for file in files:
+            path, exists = _located(root, file)
+            if not isinstance(file.source, HubFile):
+                if exists:
+                    print(f"present     {path}")
+                else:
+                    manual.append(f"- {file.relative} ({file.what}): {file.source.instructions(path)}")
                 continue
-            print(f"replacing   {path}: {problem}")
-        else:
-            print(f"fetching    {path} from {remote.url}", flush=True)
-        try:
-            hub.fetch(remote, path, file.name)
-        except hub.DownloadError as error:
-            errors.append(str(error))
-            continue
-        print(f"downloaded  {path}")
+            try:
+                if unreachable:  # the hub did not answer for an earlier file: do not wait again
+                    raise hub.DownloadError(f"{file.name}: {file.source.url(hub.endpoint())} not tried: the hub did not "
+                                            "answer for an earlier file (see above)")
+                remote = hub.remote_metadata(file.source, file.name)
+            except hub.DownloadError as error:
+                unreachable = unreachable or (error if error.unreachable else None)
+                if exists:
+                    print(f"present     {path} (not checked against the hub: {error})")
+                else:
+                    errors.append(str(error))
+                continue
+            if exists:
+                print(f"checking    {path}", flush=True)
+                problem = hub.matches(path, remote)
+                if problem is None:
+                    print(f"ok          {path} (size and sha256 match the hub)")
+                    continue
+                print(f"replacing   {path}: {problem}")
+            else:
+                print(f"fetching    {path} from {remote.url}", flush=True)
+            try:
+                hub.fetch(remote, path, file.name)
+            except hub.DownloadError as error:
+                errors.append(str(error))
+                continue
+            print(f"downloaded  {path}")
+    except KeyboardInterrupt:
+        print("\ninterrupted: what was transferred is kept; run the same command again to resume", file=sys.stderr)
+        return 130
     if manual:
         print("\nNot on a hub; get these by hand:\n" + "\n".join(manual))
     for error in errors:

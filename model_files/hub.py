@@ -28,7 +28,12 @@ _CHUNK = 8 << 20
 
 
 class DownloadError(Exception):
-    """A file could not be fetched; the message names the file, the URL and what to do."""
+    """A file could not be fetched; the message names the file, the URL and what to do. `unreachable`: the hub
+    itself did not answer (network, proxy), so asking it about other files would only wait again."""
+
+    def __init__(self, message: str, *, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,8 @@ def remote_metadata(source: HubFile, name: str) -> Remote:
     try:
         meta = get_hf_file_metadata(url)
     except Exception as error:  # huggingface_hub raises requests or httpx errors depending on its version
-        raise DownloadError(_explain(error, name, url)) from error
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        raise DownloadError(_explain(error, name, url), unreachable=status is None) from error
     etag = (meta.etag or "").strip('"').lower()
     return Remote(url, meta.location or url, meta.size, etag if _SHA256.fullmatch(etag) else None, meta.commit_hash)
 

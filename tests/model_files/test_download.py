@@ -85,6 +85,18 @@ def test_interrupted_transfer_keeps_no_final_file_and_resumes(hub, models, capsy
     assert target.read_bytes() == _content(hub, "vae") and not part.exists()
 
 
+def test_ctrl_c_keeps_the_part_and_says_how_to_resume(hub, models, capsys, monkeypatch):
+    def interrupted(remote, target, name):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        Path(hub_module.part_path(target, remote)).write_bytes(b"so far")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hub_module, "fetch", interrupted)
+    assert main(["download", "vae", "--models-dir", str(models)]) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+    assert [p.read_bytes() for p in (models / "vae").iterdir()] == [b"so far"]
+
+
 def test_corrupt_or_different_existing_files_are_replaced(hub, models, capsys):
     (models / "dwpose").mkdir()
     detector, pose = models / "dwpose" / "yolox_l.onnx", models / "dwpose" / "dw-ll_ucoco_384.onnx"
@@ -134,6 +146,17 @@ def test_missing_repository_file_and_full_disk_are_named(hub, models, capsys, mo
     assert main(["download", "vae", "--models-dir", str(models)]) == 2
     err = capsys.readouterr().err
     assert "not enough disk space" in err and str(models / "vae") in err and "--models-dir" in err
+
+
+def test_an_unreachable_hub_is_asked_once(hub, models, capsys, monkeypatch):
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    assert main(["download", "vae", "dwpose", "--models-dir", str(models)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("could not reach") == 1 and "HF_ENDPOINT (now http://127.0.0.1:9)" in err
+    assert err.count("not tried: the hub did not answer") == 2 and "yolox_l.onnx" in err
+    assert main(["download", "dwpose", "--dry-run", "--models-dir", str(models)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("hub not reached") == 1 and out.count("missing   dwpose/") == 2
 
 
 def test_dry_run_on_an_empty_folder_lists_every_file_of_every_family(hub, models, capsys):
