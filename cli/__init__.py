@@ -5,8 +5,8 @@ import argparse
 import logging
 import sys
 
+from ..errors import PoseTransferError
 from ..model_files.hub import DownloadError
-from ..models.checkpoints import CheckpointError
 from . import convert, download, models_dir, pcdm, pose, scfm
 
 FAMILIES = (convert, pose, pcdm, scfm, download)
@@ -32,6 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return args.func(args)
-    except (CheckpointError, DownloadError, FileNotFoundError, ValueError) as error:
+    except (PoseTransferError, DownloadError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

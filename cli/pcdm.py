@@ -18,7 +18,7 @@ from ..models.precision import PRECISIONS, precision_dtype
 from ..models.vae import load_vae
 from ..pose.conditions import pcdms_renders, source_pose_renders
 from ..pose.dwpose import load_dwpose
-from ..pose.formats import load_openpose_json
+from ..pose.formats import load_openpose_json, require_people
 from . import models_dir
 from .devices import default_device
 
@@ -61,20 +61,23 @@ def find_model_files(args: argparse.Namespace, extract_source_pose: bool) -> dic
     return models_dir.find_all(args, wanted, family="pcdms")
 
 
-def read_pose(path: str, height: int | None = None, width: int | None = None) -> torch.Tensor:
-    """A pose render (image) or an OpenPose JSON (drawn in PCDMs' style) -> [B,3,H,W] 0..1."""
+def read_pose(path: str, height: int | None = None, width: int | None = None, what: str = "pose") -> torch.Tensor:
+    """A pose render (image) or an OpenPose JSON (drawn in PCDMs' style) -> [B,3,H,W] 0..1. A JSON target pose
+    must hold a person in every frame."""
     if not path.lower().endswith(".json"):
-        return read_image(path)
+        return read_image(path, what)
     frames = load_openpose_json(path)
+    if what == "target pose":
+        require_people(frames, f"{what} {path}")
     return from_uint8(pcdms_renders(frames, height or frames[0].height, width or frames[0].width))
 
 
 def _run(args: argparse.Namespace) -> int:
     files = find_model_files(args, extract_source_pose=args.source_pose is None)
-    source = read_image(args.source)
-    target = read_pose(args.target_pose)
+    source = read_image(args.source, "source image")
+    target = read_pose(args.target_pose, what="target pose")
     if args.source_pose:
-        source_pose = read_pose(args.source_pose, *source.shape[-2:])
+        source_pose = read_pose(args.source_pose, *source.shape[-2:], what="source pose")
     else:
         dwpose = load_dwpose(files["dwpose"], files["detector"])
         source_pose = from_uint8(source_pose_renders(dwpose, list(to_uint8(source))))

@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 import os
 
-import numpy as np
 from PIL import Image
 
-from . import models_dir
+from ..models.images import read_image_file
 from ..pose.dwpose import CHANNEL_ORDERS, NO_PERSON_MODES, PROVIDER_CHOICES, load_dwpose
 from ..pose.formats import save_openpose_json
 from ..pose.keypoints import SELECTIONS, PoseFrame, select_people
 from ..pose.render import STYLES, render_controlnet_aux, render_pcdms
+from . import models_dir
 
 HINT = ("`python . download dwpose` fetches yolox_l.onnx and dw-ll_ucoco_384.onnx (Hugging Face yzd-v/DWPose) into the "
         "dwpose/ model folder.")
@@ -40,11 +40,7 @@ def _run(args: argparse.Namespace) -> int:
     model = load_dwpose(pose_path, det_path, args.provider, args.detector_channels)
     os.makedirs(args.out_dir, exist_ok=True)
     for path in args.images:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"image not found: {path}")
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
-        frame = model(rgb, args.no_person)
+        frame = model(read_image_file(path), args.no_person)
         frame = PoseFrame(frame.width, frame.height, select_people(frame.people, args.person, args.person_index))
         stem = os.path.join(args.out_dir, os.path.splitext(os.path.basename(path))[0])
         save_openpose_json([frame], stem + ".json", args.real_scores)

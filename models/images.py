@@ -2,14 +2,23 @@
 resizing."""
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
+
+from ..errors import ImageInputError
+
+logger = logging.getLogger(__name__)
+# Image files are read up to 100 megapixels: above every phone camera's default output; as float RGB such an
+# image already takes 1.2 GB. Larger files (or decompression bombs, whose header claims far more) are refused.
+MAX_IMAGE_PIXELS = 100_000_000
 
 
 def comfy_to_bchw(image: torch.Tensor, name: str = "image") -> torch.Tensor:
@@ -17,12 +26,26 @@ def comfy_to_bchw(image: torch.Tensor, name: str = "image") -> torch.Tensor:
     if image.dim() == 3:
         image = image.unsqueeze(0)
     if image.dim() != 4 or image.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"{name}: expected an IMAGE of shape [B,H,W,C] with C in (1,3,4), got {tuple(image.shape)}")
-    if image.shape[0] == 0:
-        raise ValueError(f"{name}: the image batch is empty")
+        raise ImageInputError(f"{name}: expected an IMAGE of shape [B,H,W,C] with C in (1,3,4), got "
+                              f"{tuple(image.shape)}. Connect an image (a mask or latent is not one).")
+    if 0 in image.shape:
+        raise ImageInputError(f"{name}: the IMAGE has no pixels (shape {tuple(image.shape)}); check the node that "
+                              "made it.")
     if image.shape[-1] == 1:
         image = image.expand(*image.shape[:-1], 3)
-    return image[..., :3].movedim(-1, 1).float()
+    return finite_pixels(image[..., :3].movedim(-1, 1).float(), name)
+
+
+def finite_pixels(images: torch.Tensor, name: str = "image") -> torch.Tensor:
+    """`images` with NaN and -inf set to 0 and +inf to 1, saying so once per call (a broken upstream node or
+    decoder, typically an fp16 overflow, makes them; every later step would turn them into black or noise)."""
+    finite = torch.isfinite(images)
+    if bool(finite.all()):
+        return images
+    bad = int((~finite).sum())
+    logger.warning("%s: %d of %d pixel values are NaN or infinite (an upstream node overflowed?); using 0 for NaN "
+                   "and -inf, 1 for +inf.", name, bad, images.numel())
+    return torch.nan_to_num(images, nan=0.0, posinf=1.0, neginf=0.0)
 
 
 def bchw_to_comfy(images: torch.Tensor) -> torch.Tensor:
@@ -52,10 +75,46 @@ def from_uint8(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.require(array, requirements=("C", "W"))).movedim(-1, -3).float() / 255.0
 
 
-def read_image(path: str | os.PathLike) -> torch.Tensor:
-    """An image file (any mode PIL reads: grayscale, RGBA, palette) -> float32 RGB [1,3,H,W] in 0..1."""
-    with Image.open(path) as image:
-        return from_uint8(np.asarray(image.convert("RGB")))[None]
+def read_image(path: str | os.PathLike, what: str = "image") -> torch.Tensor:
+    """An image file -> float32 RGB [1,3,H,W] in 0..1, upright (see `read_image_file`)."""
+    return from_uint8(read_image_file(path, what))[None]
+
+
+def read_image_file(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+    """The one image-file reader: any format and mode PIL reads (grayscale, 16-bit, palette, alpha) -> uint8 RGB
+    (H, W, 3), rotated as its EXIF orientation says (as ComfyUI's LoadImage), at most `MAX_IMAGE_PIXELS`. The
+    first frame of an animation. Errors name the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageInputError(f"{what} not found: {path}")
+    try:
+        with warnings.catch_warnings():
+            # PIL warns (and refuses at twice its limit) on its own bound; ours is checked before decoding.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise ImageInputError(
+                        f"{path} is {width} x {height} = {width * height} pixels, over the limit of {MAX_IMAGE_PIXELS}."
+                        " Resize it first (a person photo needs no more than a few megapixels).")
+                return _rgb_array(ImageOps.exif_transpose(image))
+    except ImageInputError:
+        raise
+    except Image.DecompressionBombError as error:  # beyond PIL's own refusal limit
+        raise ImageInputError(f"{path}: {error} Images are read up to {MAX_IMAGE_PIXELS} pixels; resize it "
+                              "first.") from None
+    except Exception as error:  # noqa: BLE001 - PIL's decoders raise OSError, SyntaxError, ValueError, zlib errors
+        raise ImageInputError(f"{path} cannot be read as an image ({type(error).__name__}: {error}). It is truncated, "
+                              "damaged or not an image: open it in an image viewer, or export it again.") from None
+
+
+def _rgb_array(image: Image.Image) -> np.ndarray:
+    if image.mode.startswith("I"):  # 16/32-bit integer grayscale: PIL's convert("RGB") would clip it at 255
+        values = np.asarray(image, dtype=np.float64)
+        scale = 257.0 if values.max(initial=0) > 255 else 1.0
+        gray = np.clip(np.round(values / scale), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    return np.asarray(image.convert("RGB")).copy()
 
 
 def pil_resize(images: torch.Tensor, size: tuple[int, int], resample: int = Image.BICUBIC) -> torch.Tensor:

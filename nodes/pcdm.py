@@ -10,7 +10,7 @@ from ..models.images import bchw_to_comfy, comfy_to_bchw, from_uint8, to_uint8
 from ..models.pcdm.inpaint import InpaintSettings, inpaint, memory_estimate
 from ..pose.conditions import pcdms_renders, source_pose_renders
 from ..pose.dwpose import NoPersonError, load_dwpose
-from ..pose.formats import frames_from_pose_keypoint
+from ..pose.formats import frames_from_pose_keypoint, require_people
 from .comfy_adapter import io, load_models, make_schema, progress_callback, resolve_model_file, to_output
 from .inputs import (CHUNK_TIP, DWPOSE_HINT, PCDMS_CATEGORY, Dinov2Model, DWPoseModel, PcdmEmbedding, PcdmModel,
                      PoseKeypoint, SdVae, pcdm_sampling_inputs, sequential_guidance_input, square_input)
@@ -35,19 +35,25 @@ def _advanced_inputs() -> list:
     ]
 
 
-def render_keypoints(value: Any, height: int | None, width: int | None) -> torch.Tensor:
-    """POSE_KEYPOINT -> [B,3,H,W] 0..1 renders; size = the given one or the first frame's canvas."""
+def render_keypoints(value: Any, height: int | None, width: int | None,
+                     require_person: str | None = None) -> torch.Tensor:
+    """POSE_KEYPOINT -> [B,3,H,W] 0..1 renders; size = the given one or the first frame's canvas.
+    `require_person`: the input's name when every frame must hold a visible person."""
     frames = frames_from_pose_keypoint(value)
+    if require_person:
+        require_people(frames, require_person)
     return from_uint8(pcdms_renders(frames, height or frames[0].height, width or frames[0].width))
 
 
-def pose_input(image: torch.Tensor | None, keypoints: Any, what: str, size: tuple[int, int] | None = None) -> torch.Tensor:
+def pose_input(image: torch.Tensor | None, keypoints: Any, what: str, size: tuple[int, int] | None = None,
+               require_person: bool = False) -> torch.Tensor:
     """Exactly one of a pose IMAGE or a POSE_KEYPOINT -> [B,3,H,W] 0..1."""
     if (image is None) == (keypoints is None):
         raise ValueError(f"connect exactly one of {what} (IMAGE, a rendered pose) or {what}_keypoint (POSE_KEYPOINT)")
     if image is not None:
         return comfy_to_bchw(image, what)
-    return render_keypoints(keypoints, *(size or (None, None)))
+    required = f"{what}_keypoint" if require_person else None
+    return render_keypoints(keypoints, *(size or (None, None)), require_person=required)
 
 
 def run_inpaint(pcdm_model, dinov2, vae, source: torch.Tensor, source_pose: torch.Tensor, target_pose: torch.Tensor,
@@ -109,7 +115,7 @@ class PCDMInpaint(io.ComfyNode):
         source = comfy_to_bchw(source_image, "source_image")
         settings = _settings(steps, guidance, scheduler, seed, fit, resolution, batch_chunk, sequential_guidance)
         src_pose = pose_input(source_pose, source_pose_keypoint, "source_pose", tuple(source.shape[-2:]))
-        tgt_pose = pose_input(target_pose, target_pose_keypoint, "target_pose")
+        tgt_pose = pose_input(target_pose, target_pose_keypoint, "target_pose", require_person=True)
         return run_inpaint(pcdm_model, dinov2, vae, source, src_pose, tgt_pose, settings, target_embedding)
 
 
@@ -150,7 +156,7 @@ class PCDMPoseTransfer(io.ComfyNode):
                 dwpose=None) -> io.NodeOutput:
         source = comfy_to_bchw(source_image, "source_image")
         settings = _settings(steps, guidance, scheduler, seed, fit, resolution, batch_chunk, sequential_guidance)
-        tgt_pose = pose_input(target_pose, target_pose_keypoint, "target_pose")
+        tgt_pose = pose_input(target_pose, target_pose_keypoint, "target_pose", require_person=True)
         if dwpose is None:
             dwpose = load_dwpose(resolve_model_file("dwpose", dwpose_model, hint=DWPOSE_HINT),
                                  resolve_model_file("dwpose", detector_model, hint=DWPOSE_HINT))

@@ -6,16 +6,24 @@ POSE_KEYPOINT (the io_type comfyui_controlnet_aux and ComfyUI core exchange) is 
 We write what controlnet_aux tools accept: c = 1.0 for present points and 0,0,0 for missing ones (or the real
 scores on request), `null` for absent face/hands. We read pixel or normalised (all within [0,1]) parts,
 `null` parts, missing keys, extra keys (kept), and refuse animal-only frames with a clear message.
+
+Values come from editors and other packs, so everything is checked at this boundary (issue #10): numbers must be
+finite, a canvas at most `MAX_CANVAS_SIDE`, present points within `COORDINATE_RANGE` canvases (renderers and
+PCDM Inpaint work in proportion to the drawn extent), and JSON files at most `MAX_JSON_BYTES`, nested at most
+`MAX_JSON_DEPTH`, in UTF-8/16/32.
 """
 from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
+import re
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..errors import PoseTransferError
 from .keypoints import BODY_POINTS, FACE_POINTS, FOOT_POINTS, HAND_POINTS, Person, PoseFrame, missing_points
 
 # JSON key -> (Person attribute, points)
@@ -27,9 +35,15 @@ PART_KEYS = {
     "foot_keypoints_2d": ("feet", FOOT_POINTS),
 }
 _FRAME_KEYS = ("people", "canvas_width", "canvas_height")
+MAX_CANVAS_SIDE = 16384  # ComfyUI's MAX_RESOLUTION: no image of a workflow is larger
+COORDINATE_RANGE = 10  # a present point lies within 10 canvas widths/heights of the origin (generous for editors)
+MAX_JSON_BYTES = 64 * 1024 * 1024  # ~10,000 frames of whole-body poses
+MAX_JSON_DEPTH = 32  # a POSE_KEYPOINT file nests 6 deep; extra keys get some room
+MAX_INT_DIGITS = 20  # JSON integers beyond int64 are not coordinates (and 5000 digits would stall the parser)
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
-class PoseFormatError(ValueError):
+class PoseFormatError(PoseTransferError):
     """A POSE_KEYPOINT value or OpenPose JSON file that cannot be read; the message says what and where."""
 
 
@@ -67,13 +81,27 @@ def pose_keypoint_from_frames(frames: Sequence[PoseFrame], real_scores: bool = F
 
 # ----------------------------------------------------------------------------------------------- reading
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise PoseFormatError(f"{where}: expected finite numbers, found {value!r}")
-    return float(value)
+    """A finite real (Python or numpy; not a bool) as float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise PoseFormatError(f"{where}: expected finite numbers, found {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise PoseFormatError(f"{where}: expected finite numbers, found {_shown(value)}")
+    return number
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 64 else f"a {value.bit_length()}-bit integer"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _part(values: Any, count: int, where: str) -> np.ndarray | None:
     """A flat (or nested-triple) list -> (count,3) with missing points zeroed; None for null/empty."""
+    if isinstance(values, (np.ndarray, tuple)):  # other packs hand over arrays or tuples
+        values = np.asarray(values).tolist() if isinstance(values, np.ndarray) else list(values)
     if values is None or (isinstance(values, list) and len(values) == 0):
         return None
     if not isinstance(values, list):
@@ -82,12 +110,30 @@ def _part(values: Any, count: int, where: str) -> np.ndarray | None:
         values = [c for triple in values for c in triple]
     if len(values) % 3:
         raise PoseFormatError(f"{where}: {len(values)} numbers is not a multiple of 3 (x, y, confidence)")
+    if len(values) != 3 * count:
+        raise PoseFormatError(f"{where}: expected {count} points ({3 * count} numbers), found {len(values) // 3}")
     arr = np.array([_number(v, where) for v in values], dtype=np.float64).reshape(-1, 3)
-    if len(arr) != count:
-        raise PoseFormatError(f"{where}: expected {count} points ({3 * count} numbers), found {len(arr)}")
     missing = (arr[:, 2] <= 0) | ((arr[:, 0] == 0) & (arr[:, 1] == 0))
     arr[missing] = 0.0
     return arr
+
+
+def _check_range(part: np.ndarray | None, width: int, height: int, where: str) -> np.ndarray | None:
+    """Present points (in pixels) must lie within `COORDINATE_RANGE` canvases: 1e9 px would make the renderers
+    and PCDM Inpaint work for minutes on what is an editor's or exporter's error."""
+    if part is None:
+        return None
+    present = part[:, 2] > 0
+    limit = COORDINATE_RANGE * np.array([width, height], dtype=np.float64)
+    outside = present & np.any(np.abs(part[:, :2]) > limit, axis=1)
+    if outside.any():
+        index = int(np.flatnonzero(outside)[0])
+        x, y = part[index, :2]
+        raise PoseFormatError(
+            f"{where}: point {index} is at ({x:.6g}, {y:.6g}) px, more than {COORDINATE_RANGE} canvases "
+            f"({width} x {height}) from the origin. Fix the pose in its editor, or set its confidence to 0 to mark "
+            "it missing.")
+    return part
 
 
 def _denormalise(part: np.ndarray | None, width: int, height: int) -> np.ndarray | None:
@@ -109,8 +155,9 @@ def _canvas(entry: dict, default_size: tuple[int, int] | None, where: str) -> tu
             raise PoseFormatError(f"{where}: 'canvas_width'/'canvas_height' are missing and no image size was given")
         return default_size
     width, height = _number(width, f"{where}.canvas_width"), _number(height, f"{where}.canvas_height")
-    if width < 1 or height < 1:
-        raise PoseFormatError(f"{where}: canvas size must be positive, found {width} x {height}")
+    if round(width) < 1 or round(height) < 1 or max(width, height) > MAX_CANVAS_SIDE:
+        raise PoseFormatError(f"{where}: canvas size {width:g} x {height:g} is outside 1 .. {MAX_CANVAS_SIDE} px per "
+                              "side (the largest image ComfyUI makes). Fix canvas_width/canvas_height.")
     return int(round(width)), int(round(height))
 
 
@@ -129,7 +176,8 @@ def frame_from_dict(entry: Any, default_size: tuple[int, int] | None = None, whe
     for i, raw in enumerate(people_raw):
         if not isinstance(raw, dict):
             raise PoseFormatError(f"{where}.people[{i}]: expected a dict, found {type(raw).__name__}")
-        parts = {attr: _denormalise(_part(raw.get(key), count, f"{where}.people[{i}].{key}"), width, height)
+        parts = {attr: _check_range(_denormalise(_part(raw.get(key), count, f"{where}.people[{i}].{key}"), width, height),
+                                    width, height, f"{where}.people[{i}].{key}")
                  for key, (attr, count) in PART_KEYS.items()}
         if parts["body"] is None:
             parts["body"] = missing_points(BODY_POINTS)
@@ -147,6 +195,17 @@ def frames_from_pose_keypoint(value: Any, default_size: tuple[int, int] | None =
     if len(value) == 0:
         raise PoseFormatError("POSE_KEYPOINT: the list is empty (no frames)")
     return [frame_from_dict(entry, default_size, f"POSE_KEYPOINT[{i}]") for i, entry in enumerate(value)]
+
+
+def require_people(frames: Sequence[PoseFrame], what: str = "pose") -> list[PoseFrame]:
+    """`frames` unchanged when each holds a person with a visible point; else the error names the frame."""
+    for index, frame in enumerate(frames):
+        if not any(person.bounds() is not None for person in frame.people):
+            found = "no people" if not frame.people else f"{len(frame.people)} people, none with a visible point"
+            raise PoseFormatError(
+                f"{what}: frame {index} holds {found} (every confidence 0 counts as missing); a person is needed in "
+                "every pose. Check the pose extraction for that image, or leave the frame out.")
+    return list(frames)
 
 
 def broadcast(frames: Sequence[PoseFrame], count: int, what: str = "poses") -> list[PoseFrame]:
@@ -170,14 +229,57 @@ def frames_for_images(value: Any, count: int, width: int, height: int, what: str
 def load_openpose_json(path: str | os.PathLike, default_size: tuple[int, int] | None = None) -> list[PoseFrame]:
     """An OpenPose JSON file (one frame dict, or a list of them) -> frames. Errors name the file."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except json.JSONDecodeError as err:
-        raise PoseFormatError(f"{path}: not valid JSON ({err})") from err
-    try:
+        size = os.path.getsize(path)
+        if size > MAX_JSON_BYTES:
+            raise PoseFormatError(f"{size} bytes is over the {MAX_JSON_BYTES} bytes a pose file may have; split the "
+                                  "sequence into several files")
+        with open(path, "rb") as handle:
+            data = parse_json(handle.read())
         return frames_from_pose_keypoint(data, default_size)
     except PoseFormatError as err:
         raise PoseFormatError(f"{path}: {err}") from err
+    except OSError as err:
+        raise PoseFormatError(f"{path}: cannot be read ({type(err).__name__}: {err.strerror or err})") from err
+
+
+def parse_json(data: bytes) -> Any:
+    """JSON bytes (UTF-8, or UTF-16/32 with or without a byte-order mark, as Windows tools write) -> value,
+    within `MAX_JSON_DEPTH` nesting and `MAX_INT_DIGITS`-digit integers."""
+    if not data.strip():
+        raise PoseFormatError("the file is empty; expected OpenPose JSON")
+    try:
+        text = data.decode(json.detect_encoding(data))
+    except UnicodeDecodeError as err:
+        raise PoseFormatError(f"not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} cannot be "
+                              "decoded. It is binary or in another encoding (e.g. Latin-1); save it as UTF-8 JSON") from None
+    text = text.lstrip("\ufeff")
+    depth = _nesting_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise PoseFormatError(f"JSON nested {depth} levels deep, over the limit of {MAX_JSON_DEPTH}; a pose file "
+                              "nests 6 deep. This is not an OpenPose file")
+    try:
+        return json.loads(text, parse_int=_bounded_int)
+    except PoseFormatError:
+        raise
+    except (ValueError, RecursionError) as err:  # JSONDecodeError; Python's own digit limit; deep nesting
+        raise PoseFormatError(f"not valid JSON ({err})") from None
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise PoseFormatError(f"holds a {len(digits.lstrip('-'))}-digit integer, over the {MAX_INT_DIGITS} digits a "
+                              "coordinate or size can need")
+    return int(digits)
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest [ / { nesting outside strings, without recursion (a 10,000-deep file must not crash the check)."""
+    structure = np.frombuffer(_JSON_STRING.sub('""', text).encode("utf-8", "replace"), dtype=np.uint8)
+    steps = np.zeros(len(structure), dtype=np.int8)
+    steps[(structure == ord("[")) | (structure == ord("{"))] = 1
+    steps[(structure == ord("]")) | (structure == ord("}"))] = -1
+    nonzero = steps[steps != 0].astype(np.int64)
+    return int(np.cumsum(nonzero).max()) if len(nonzero) else 0
 
 
 def save_openpose_json(frames: Iterable[PoseFrame], path: str | os.PathLike, real_scores: bool = False) -> str:

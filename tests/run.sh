@@ -14,7 +14,7 @@ PY="$VENV/bin/python"
 "$PY" -m pip install -q --disable-pip-version-check torch==2.13.0 2> >(grep -v "is ignored" >&2)
 echo "torch==2.13.0" > "$VENV/constraints.txt"
 "$PY" -m pip install -q --disable-pip-version-check -c "$VENV/constraints.txt" \
-    -r requirements.txt onnxruntime onnx pytest opencv-python-headless 2> >(grep -v "is ignored" >&2)
+    -r requirements.txt onnxruntime onnx pytest hypothesis opencv-python-headless 2> >(grep -v "is ignored" >&2)
 if "$PY" -c "import torchvision" 2>/dev/null; then
     echo "torchvision is installed in $VENV; the pack must not need it" >&2
 fi

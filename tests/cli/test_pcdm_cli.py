@@ -1,6 +1,7 @@
 """`transfer` command end to end on tiny models, and its missing-file report."""
 import argparse
 import json
+import re
 import shutil
 
 import numpy as np
@@ -95,3 +96,22 @@ def test_wired_into_the_pack_command_line(tmp_path, capsys, monkeypatch):
     code = main(["transfer", "a.png", "b.png", "c.png", "--models-dir", str(tmp_path / "nowhere")])  # after too
     err = capsys.readouterr().err
     assert code == 2 and str(tmp_path / "nowhere") in err and "does not exist" in err
+
+
+def test_bad_inputs_end_as_one_named_error_line(tmp_path, models_dir, capsys):
+    """Issue #10 through the command line: a target pose with nobody in it, a truncated photo, a bomb."""
+    from posetransfer.cli import main
+
+    source = _png(tmp_path / "person.png", 80, 60, 0)
+    (tmp_path / "nobody.json").write_text(json.dumps({"people": [], "canvas_width": 60, "canvas_height": 80}))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(open(source, "rb").read()[:300])
+    cases = [([source, str(tmp_path / "nobody.json")], "target pose .*nobody.json: frame 0 holds no people"),
+             ([str(cut), source], "cut.png cannot be read as an image")]
+    for inputs, message in cases:
+        code = main(["--models-dir", str(models_dir), "transfer", *inputs, str(tmp_path / "o.png"),
+                     "--source-pose", source, "--steps", "1", "--resolution", "64"])
+        error = capsys.readouterr().err
+        assert code == 2 and error.startswith("error: ") and error.count("\n") == 1
+        assert re.search(message, error), error
+    assert not (tmp_path / "o.png").exists()
