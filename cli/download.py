@@ -17,7 +17,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "size and sha256, moved into place only when complete. A file already there that matches the hub "
                     "is left alone; one that does not is replaced. Files no hub serves (PCDMs weights on Google "
                     "Drive, SCFM) are listed with exact steps. Honours HF_ENDPOINT, HF_HUB_OFFLINE, HF_TOKEN and "
-                    "HTTPS_PROXY. Exit status: 0 when nothing failed, 2 when a download failed.",
+                    "HTTPS_PROXY. Exit status: 0 when nothing failed, 2 when a download failed, 130 when interrupted.",
         epilog="families: " + "; ".join(f"{name}: {family.what}" for name, family in FAMILIES.items()))
     parser.add_argument("families", nargs="*", metavar="FAMILY", help=f"any of {', '.join(FAMILIES)} (default: all)")
     parser.add_argument("--dry-run", action="store_true",
@@ -100,8 +100,9 @@ def _download(root: folders.ModelsRoot, files: list[ModelFile]) -> int:
                 continue
             try:
                 if unreachable:  # the hub did not answer for an earlier file: do not wait again
-                    raise hub.DownloadError(f"{file.name}: {file.source.url(hub.endpoint())} not tried: the hub did not "
-                                            "answer for an earlier file (see above)")
+                    url = file.source.url(hub.endpoint())
+                    raise hub.DownloadError(f"{file.name}: {url} not tried: the hub did not answer for an earlier "
+                                            "file (see above)")
                 remote = hub.remote_metadata(file.source, file.name)
             except hub.DownloadError as error:
                 unreachable = unreachable or (error if error.unreachable else None)

@@ -149,9 +149,11 @@ def find_models_root(models_dir: str | None = None, *, pack_root: Path = PACK_RO
 def folder_hint(folder: str, root: ModelsRoot) -> str:
     """What to do when a file is missing from `folder`; the extra paths advice only where ComfyUI reads such a file."""
     hint = f"Put the file in {os.path.join(root.models_dir, folder)}"
-    if root.comfy_dir:
-        config = root.extra_paths_file or os.path.join(root.comfy_dir, EXTRA_PATHS_FILES[0])
-        hint += f", or list the folder that holds it under '{folder}:' in {config}"
+    if root.extra_paths_file:
+        hint += f", or list the folder that holds it under '{folder}:' in {root.extra_paths_file}"
+    elif root.comfy_dir:  # neither file yet: name the one newest core reads, and the one older cores read
+        hint += (f", or list the folder that holds it under '{folder}:' in {root.comfy_dir}{os.sep}extra_paths.yaml "
+                 "(extra_model_paths.yaml on ComfyUI versions that predate extra_paths.yaml)")
     return hint + "."
 
 
