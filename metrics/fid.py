@@ -176,7 +176,10 @@ def activations(model: Callable[[torch.Tensor], torch.Tensor], images: Iterable[
             progress(done)
 
     for image in images:
-        batch.append(np.asarray(image, dtype=np.float32))
+        image = np.asarray(image, dtype=np.float32)
+        if batch and image.shape != batch[0].shape:  # images of several sizes: a batch holds one size
+            flush()
+        batch.append(image)
         if len(batch) == batch_size:
             flush()
     if batch:

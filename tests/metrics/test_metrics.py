@@ -124,6 +124,8 @@ def test_fid_inception_from_file_identical_sets_score_zero(tmp_path):
     other = fid.statistics(fid.activations(model, _images(5, seed=4), batch_size=5))
     assert fid.frechet_distance(mu, sigma, *other) > 1e-3
     assert np.allclose(features, fid.activations(model, images, batch_size=5), atol=1e-5)  # batching-independent
+    mixed = fid.activations(model, [images[0], _images(1, height=50, width=30)[0], images[1]], batch_size=3)
+    assert np.allclose(mixed[[0, 2]], features[:2], atol=1e-5)  # several sizes: each batch holds one size
     weights = inception_weights(divisor=16)
     weights.pop("Mixed_5b.branch1x1.bn.running_mean")
     save_file(weights, str(path))
