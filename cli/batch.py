@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..model_files.catalogue import FILES
 from ..models.images import FIT_MODES, pil_resize, to_uint8_pil
 from ..models.pcdm.schedulers import SCHEDULERS
-from ..nodes.comfy_adapter import PRECISIONS, resolve_dtype, resolve_model_file
-from . import pair_lists
+from ..models.precision import PRECISIONS, precision_dtype
+from . import models_dir, pair_lists
+from .devices import default_device
 from .pair_lists import Pair
 from .pose_files import prior_coordinates, read_image, render_pose, scfm_pose
 from .sheets import contact_sheet
@@ -38,14 +40,10 @@ PATH_HELP = ("pcdm: simplified PCDMs (PCDMs_ckpt.pt); pcdm3: the paper's three s
 DEFAULTS = {"pcdm": dict(steps=50, scheduler="ddim", guidance=2.0, seed=42),
             "pcdm3": dict(steps=20, scheduler="unipc", guidance=2.0, seed=42),
             "scfm": dict(steps=50, scheduler=None, guidance=2.0, seed=42)}
-# (option, model folder, default file)
-MODEL_OPTIONS = {
-    "pcdm": ("pcdms", "PCDMs_ckpt.pt"), "prior": ("pcdms", "s1_512.pt"), "stage2": ("pcdms", "s2_512.pt"),
-    "refiner": ("pcdms", "s3_512.pt"), "clip": ("clip_vision", "CLIP-ViT-H-14.safetensors"),
-    "dinov2": ("clip_vision", "dinov2-giant.safetensors"), "vae": ("vae", "sd21-base-vae.safetensors"),
-    "dwpose": ("dwpose", "dw-ll_ucoco_384.onnx"), "detector": ("dwpose", "yolox_l.onnx"),
-    "scfm": ("scfm", "scfm_last.pt"),
-}
+# option -> catalogue file (model_files/catalogue.py)
+MODEL_OPTIONS = {"pcdm": "pcdms", "prior": "pcdms_prior", "stage2": "pcdms_inpaint", "refiner": "pcdms_refine",
+                 "clip": "clip_h", "dinov2": "dinov2", "vae": "vae", "dwpose": "dwpose_pose",
+                 "detector": "dwpose_detector", "scfm": "scfm"}
 PRIOR_CANVAS = 512  # stage 1 resized the source to 512 x 512 before CLIP's own preprocessing
 
 
@@ -84,8 +82,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="pcdm3: stage-3 guidance rescale 2.0 as the paper's script (default 0 = plain guidance)")
     parser.add_argument("--keep-stages", action="store_true",
                         help="pcdm3: also write stage1/<name>.npy embeddings and stage2/<name> coarse images")
-    for name, (folder, default) in MODEL_OPTIONS.items():
-        parser.add_argument(f"--{name}", default=default, help=f"file in models/{folder} or a path (default {default})")
+    for option, key in MODEL_OPTIONS.items():
+        file = FILES[key]
+        parser.add_argument(f"--{option}", default=file.name, help=f"{file.what}: a file name in the {file.folder}/ "
+                                                                  f"model folder, or a path (default: {file.name})")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: fp16 on an accelerator for PCDMs (as the original), fp32 otherwise")
     parser.add_argument("--device", help="torch device (default: the available accelerator, else cpu)")
@@ -98,18 +98,19 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 # ------------------------------------------------------------------------------------------- runners
 def _device(args: argparse.Namespace) -> torch.device:
-    if args.device:
-        return torch.device(args.device)
-    accelerator = getattr(torch, "accelerator", None)
-    if accelerator is not None and accelerator.is_available():
-        return accelerator.current_accelerator()
-    return torch.device("cpu")
+    return torch.device(args.device) if args.device else default_device()
 
 
-def _model_file(args: argparse.Namespace, name: str) -> str:
-    folder, _ = MODEL_OPTIONS[name]
-    value = getattr(args, name)
-    return value if os.path.isfile(value) else resolve_model_file(folder, value)
+def _model_files(args: argparse.Namespace, options: list[str], family: str) -> dict[str, str]:
+    """Every file of `options` (a path, or a name in its model folder); one error lists all missing ones."""
+    wanted = {}
+    for option in options:
+        value = getattr(args, option)
+        if os.path.isfile(value):
+            continue
+        wanted[option] = (MODEL_OPTIONS[option], value)
+    found = models_dir.find_all(args, wanted, family=family) if wanted else {}
+    return {option: found.get(option, getattr(args, option)) for option in options}
 
 
 Runner = Callable[[Pair, int], torch.Tensor]  # (pair, seed) -> [3,H,W] 0..1
@@ -128,10 +129,9 @@ class PcdmRunner:
 
         self.args, self.three_stages, self.model_size = args, three_stages, model_size
         device = _device(args)
-        precision = args.precision if args.precision != "auto" or device.type == "cpu" else "fp16"
-        dtype = resolve_dtype(precision, device)
+        dtype = precision_dtype(args.precision, device)
         names = ["stage2" if three_stages else "pcdm", "dinov2", "vae"] + (["prior", "refiner", "clip"] if three_stages else [])
-        files = {name: _model_file(args, name) for name in names}
+        files = _model_files(args, names, "pcdms-stages" if three_stages else "pcdms")
         self.model = load_pcdm_checkpoint(files[names[0]], dtype).to(device)
         self.dino = load_dinov2(files["dinov2"]).to(device=device, dtype=dtype)
         self.vae = load_vae(files["vae"]).to(device=device, dtype=dtype)
@@ -152,7 +152,8 @@ class PcdmRunner:
         if self.dwpose is None:  # loaded at the first pair that needs it, then kept
             from ..pose.dwpose import load_dwpose
 
-            self.dwpose = load_dwpose(_model_file(self.args, "dwpose"), _model_file(self.args, "detector"))
+            files = _model_files(self.args, ["dwpose", "detector"], "dwpose")
+            self.dwpose = load_dwpose(files["dwpose"], files["detector"])
         from ..pose.render import render_pcdms
 
         photo = (source[0].movedim(0, -1).numpy() * 255).round().astype(np.uint8)
@@ -213,8 +214,8 @@ class ScfmRunner:
         if model_size and fit != "stretch":
             raise ValueError("--output-size model writes SCFM's square as the original did, which needs --fit stretch")
         device = _device(args)
-        dtype = resolve_dtype(args.precision if args.precision != "auto" else "fp32", device)
-        self.model = load_scfm(_model_file(args, "scfm")).to(device=device, dtype=dtype)
+        dtype = precision_dtype("fp32" if args.precision == "auto" else args.precision, device)  # SCFM ran fp32
+        self.model = load_scfm(_model_files(args, ["scfm"], "scfm")["scfm"]).to(device=device, dtype=dtype)
         self.args, self.model_size, self.fit = args, model_size, fit
 
     def __call__(self, pair: Pair, seed: int) -> torch.Tensor:

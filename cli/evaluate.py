@@ -20,6 +20,7 @@ from ..metrics import fid as fid_metric
 from ..metrics.protocols import PROTOCOLS, Protocol
 from ..metrics.resize import read_image, resize
 from ..metrics.ssim import paper_ssim, psnr, window51_ssim
+from .devices import default_device
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 INCEPTION_SOURCE = ("pt_inception-2015-12-05-6726825d.pth from github.com/mseitzer/pytorch-fid/releases "
@@ -77,12 +78,7 @@ def match_ground_truth(results: list[str], truth_dir: str, protocol: Protocol) -
 
 
 def _device(name: str | None) -> torch.device:
-    if name:
-        return torch.device(name)
-    accelerator = getattr(torch, "accelerator", None)
-    if accelerator is not None and accelerator.is_available():
-        return accelerator.current_accelerator()
-    return torch.device("cpu")
+    return torch.device(name) if name else default_device()
 
 
 def _weights(path: str | None, flag: str, source: str) -> str | None:

@@ -120,6 +120,7 @@ def test_sheets_come_from_existing_outputs_without_models(tmp_path, monkeypatch,
     for i in range(3):
         _png(out / f"out_{i}.png", 48, 32, 40 + i)
     _png(out / "out_3.png", 48, 32, 43)
+    (tmp_path / "no_models").mkdir()
     monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(tmp_path / "no_models"))  # every result exists: no model loads
     assert _run(["batch", "pcdm", str(csv_list), str(out), "--sheet", str(tmp_path / "sheets"),
                  "--sheet-rows", "3", *STEPS]) == 0
@@ -129,6 +130,16 @@ def test_sheets_come_from_existing_outputs_without_models(tmp_path, monkeypatch,
         cell = round(256 * 32 / 40)  # cells take the source's aspect
         assert first.width == second.width == 4 * (cell + 4) + 4  # source | target pose | result | ground truth
         assert first.height - second.height == 2 * (256 + 14 + 4)  # 3 rows vs 1
+
+
+def test_missing_model_files_stop_the_run_before_any_pair(tmp_path, monkeypatch, csv_list):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError) as error:
+        _run(["batch", "pcdm3", str(csv_list), str(tmp_path / "out"), *STEPS])
+    for name in ("s1_512.pt", "s2_512.pt", "s3_512.pt", "CLIP-ViT-H-14.safetensors", "dinov2-giant.safetensors"):
+        assert name in str(error.value)
+    assert not os.listdir(tmp_path / "out")
 
 
 def test_pcdms_test_data_json_names_and_paths(tmp_path):
