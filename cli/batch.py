@@ -21,13 +21,13 @@ import torch
 from PIL import Image
 
 from ..model_files.catalogue import FILES
-from ..models.images import FIT_MODES, pil_resize, to_uint8_pil
+from ..models.images import FIT_MODES, from_uint8, pil_resize, read_image, to_uint8
 from ..models.pcdm.schedulers import SCHEDULERS
 from ..models.precision import PRECISIONS, precision_dtype
 from . import models_dir, pair_lists
 from .devices import default_device
 from .pair_lists import Pair
-from .pose_files import prior_coordinates, read_image, render_pose, scfm_pose
+from .pose_files import prior_coordinates, render_pose, scfm_pose
 from .sheets import contact_sheet
 
 log = logging.getLogger(__name__)
@@ -154,17 +154,14 @@ class PcdmRunner:
 
             files = _model_files(self.args, ["dwpose", "detector"], "dwpose")
             self.dwpose = load_dwpose(files["dwpose"], files["detector"])
-        from ..pose.render import render_pcdms
+        from ..pose.conditions import source_pose_renders
 
-        photo = (source[0].movedim(0, -1).numpy() * 255).round().astype(np.uint8)
-        frame = self.dwpose(photo, "error")
-        render = render_pcdms(frame, source.shape[-2], source.shape[-1])
-        return torch.from_numpy(np.ascontiguousarray(render)).movedim(-1, 0)[None].float() / 255.0
+        return from_uint8(source_pose_renders(self.dwpose, list(to_uint8(source))))
 
     def _prior_poses(self, pair: Pair, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if pair.prior_source and pair.prior_target:
             return prior_coordinates(pair.prior_source), prior_coordinates(pair.prior_target)
-        from ..models.pcdm.prior import pose_coordinates
+        from ..pose.conditions import pose_coordinates
         from .pose_files import pose_frame
 
         if not pair.source_pose:
@@ -219,16 +216,21 @@ class ScfmRunner:
         self.args, self.model_size, self.fit = args, model_size, fit
 
     def __call__(self, pair: Pair, seed: int) -> torch.Tensor:
-        from ..models.scfm.pipeline import transfer
+        from ..models.scfm.pipeline import SampleSettings, check_batches, place_on_square, transfer
+        from ..pose.conditions import scfm_pose_maps
 
         if not pair.source_pose:
             raise ValueError(f"{pair.label}: SCFM needs the source keypoints (source_pose: OpenPose .json or .txt)")
         image = read_image(pair.source)
+        size = self.model.config.image_size
         if self.model_size:  # exactly the stretch fit's own resize, so the result stays on the square
-            size = self.model.config.image_size
             image = pil_resize(image, (size, size))
-        return transfer(self.model, image, [scfm_pose(pair.source_pose)], [scfm_pose(pair.target_pose)], seed=seed,
-                        steps=self.args.steps, guidance=self.args.guidance, fit_mode=self.fit, batch_size=1)[0]
+        images, sources, targets = check_batches(image, [scfm_pose(pair.source_pose)], [scfm_pose(pair.target_pose)])
+        source_maps, target_maps = (scfm_pose_maps(place_on_square(poses, size, self.fit), size)
+                                    for poses in (sources, targets))
+        settings = SampleSettings(steps=self.args.steps, guidance=self.args.guidance, seed=seed, fit=self.fit,
+                                  chunk_size=1)
+        return transfer(self.model, images, source_maps, target_maps, settings)[0]
 
 
 # ------------------------------------------------------------------------------------------- the run
@@ -240,7 +242,7 @@ def _save(image: torch.Tensor, path: str) -> None:
     if image_format is None:
         raise ValueError(f"output {path}: unknown image extension {extension!r}; use .png or .jpg")
     partial = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.partial")
-    to_uint8_pil(image).save(partial, format=image_format)
+    Image.fromarray(to_uint8(image)).save(partial, format=image_format)
     os.replace(partial, path)
 
 
@@ -316,7 +318,7 @@ def _write_failures(path: str, failures: list[tuple[Pair, str]]) -> None:
 
 
 def _pil(tensor: torch.Tensor) -> Image.Image:
-    return to_uint8_pil(tensor[0])
+    return Image.fromarray(to_uint8(tensor[0]))
 
 
 def _open(path: str | None) -> Image.Image | None:

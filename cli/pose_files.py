@@ -9,21 +9,12 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image
 
+from ..models.images import from_uint8, read_image
 from ..pose.keypoints import BODY_POINTS, Person, PoseFrame
 from .pair_lists import GFLA_FRAME, GFLA_MARGIN
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-def read_image(path: str) -> torch.Tensor:
-    """Image file -> [1,3,H,W] float 0..1 (RGB)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image not found: {path}")
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB")).copy()
-    return torch.from_numpy(array).movedim(-1, 0)[None].float() / 255.0
 
 
 def gfla_keypoints(path: str) -> np.ndarray:
@@ -60,12 +51,13 @@ def render_pose(path: str, height: int | None = None, width: int | None = None) 
     """A pose file -> [1,3,H,W] 0..1 render in PCDMs' style. Images are read as they are; keypoints are drawn
     on `height` x `width`, or on their own canvas."""
     if path.lower().endswith(IMAGE_SUFFIXES):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"pose image not found: {path}")
         return read_image(path)
     from ..pose.render import render_pcdms
 
     frame = pose_frame(path)
-    render = render_pcdms(frame, height or frame.height, width or frame.width)
-    return torch.from_numpy(np.ascontiguousarray(render)).movedim(-1, 0)[None].float() / 255.0
+    return from_uint8(render_pcdms(frame, height or frame.height, width or frame.width))[None]
 
 
 def scfm_pose(path: str):
@@ -74,7 +66,10 @@ def scfm_pose(path: str):
 
     if path.lower().endswith(".txt"):
         return PoseInput(gfla_keypoints(path), GFLA_FRAME[1], GFLA_FRAME[0])
-    return PoseInput.from_frame(pose_frame(path), path)
+    from ..pose.conditions import scfm_body_points
+
+    frame = pose_frame(path)
+    return PoseInput(scfm_body_points(frame, path), frame.height, frame.width)
 
 
 def prior_coordinates(path: str) -> torch.Tensor:
