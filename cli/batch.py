@@ -122,9 +122,8 @@ class PcdmRunner:
     def __init__(self, args: argparse.Namespace, three_stages: bool, model_size: bool, fit: str):
         from ..models.encoders import load_clip_vision, load_dinov2
         from ..models.pcdm.inpaint import InpaintSettings
-        from ..models.pcdm.loading import load_pcdm_checkpoint
-        from ..models.pcdm.prior import load_prior
-        from ..models.pcdm.refine import PAPER_GUIDANCE_RESCALE, RefineSettings, load_refiner
+        from ..models.pcdm.refine import PAPER_GUIDANCE_RESCALE, RefineSettings
+        from ..models.pcdm.stages import load_pcdm_checkpoint, load_prior, load_refiner
         from ..models.vae import load_vae
 
         self.args, self.three_stages, self.model_size = args, three_stages, model_size
