@@ -13,18 +13,16 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+
+from ..models.images import read_image_file
 
 INTERPOLATIONS = {"cubic": "bicubic", "linear": "bilinear"}
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file -> float32 (H, W, 3) in 0..255 (what `imageio.imread(...).astype(np.float32)` gives for RGB)."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.float32)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable image ({error})") from error
+    """An image file -> float32 (H, W, 3) in 0..255 (what `imageio.imread(...).astype(np.float32)` gives for RGB),
+    through the pack's one image reader (its errors name the file)."""
+    return read_image_file(path, "image").astype(np.float32)
 
 
 def resize(image: np.ndarray, size: tuple[int, int] | None, interpolation: str = "cubic") -> np.ndarray:

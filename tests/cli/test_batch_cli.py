@@ -104,7 +104,8 @@ def test_a_bad_pair_is_reported_and_the_rest_complete(tmp_path, models_dir, csv_
     with open(out / "failures_0of1.csv", newline="") as handle:
         failed = list(csv.DictReader(handle))
     assert [row["index"] for row in failed] == ["1", "4"]
-    assert "FileNotFoundError" in failed[0]["reason"] and "broken.json" in failed[1]["reason"]
+    assert "not found" in failed[0]["reason"] and "p1.png" in failed[0]["reason"]
+    assert "broken.json" in failed[1]["reason"]
     # fixing the inputs and re-running completes the list and clears the failure log
     _png(csv_list.parent / "p1.png", 40, 32, 1)
     rows = list(csv.reader(open(csv_list)))[:-1]
