@@ -185,6 +185,13 @@ def square_fit(height: int, width: int, size: int, mode: str = "pad") -> SquareF
     return SquareFit(height, width, size, mode)
 
 
+def pil_square(images: torch.Tensor, size: int, mode: str, fill: float = 0.0) -> tuple[torch.Tensor, SquareFit]:
+    """[B,C,H,W] 0..1 -> ([B,C,size,size], fit), resized with PIL bicubic on uint8 as the originals' preprocessing
+    (and the released models' training data) did; `fill` for pad borders."""
+    fit = square_fit(images.shape[-2], images.shape[-1], size, mode)
+    return fit.apply(images, fill=fill, resize=pil_resize), fit
+
+
 def _bicubic(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(images.shape[-2:]) == tuple(size):
         return images

@@ -7,7 +7,7 @@ import torch
 
 from ..models.batching import chunk_count
 from ..models.images import bchw_to_comfy, comfy_to_bchw, from_uint8, to_uint8
-from ..models.pcdm.inpaint import InpaintSettings, inpaint, memory_estimate
+from ..models.pcdm.inpaint import InpaintResult, InpaintSettings, inpaint, memory_estimate
 from ..pose.conditions import pcdms_renders, source_pose_renders
 from ..pose.dwpose import NoPersonError, load_dwpose
 from ..pose.formats import frames_from_pose_keypoint, require_people
@@ -57,14 +57,17 @@ def pose_input(image: torch.Tensor | None, keypoints: Any, what: str, size: tupl
 
 
 def run_inpaint(pcdm_model, dinov2, vae, source: torch.Tensor, source_pose: torch.Tensor, target_pose: torch.Tensor,
-                settings: InpaintSettings, target_embedding: torch.Tensor | None = None) -> io.NodeOutput:
-    """Shared tail of both nodes: load the models, run the pipeline with progress, return IMAGE outputs."""
+                settings: InpaintSettings, target_embedding: torch.Tensor | None = None) -> InpaintResult:
+    """Stage 2 with ComfyUI's memory management and progress bar; tensors [B,3,H,W] in, the pipeline's result out."""
     batch = target_pose.shape[0]
     dtype = pcdm_model.model.dtype
     load_models([pcdm_model, dinov2, vae], memory_estimate(settings, batch, dtype))
     total = settings.steps * chunk_count(batch, settings.chunk_size)
-    result = inpaint(pcdm_model.model, vae.model, dinov2.model, source, source_pose, target_pose, settings,
-                     target_embeds=target_embedding, progress=progress_callback(total))
+    return inpaint(pcdm_model.model, vae.model, dinov2.model, source, source_pose, target_pose, settings,
+                   target_embeds=target_embedding, progress=progress_callback(total))
+
+
+def _node_output(result: InpaintResult) -> io.NodeOutput:
     return io.NodeOutput(to_output(bchw_to_comfy(result.images)), to_output(bchw_to_comfy(result.canvas)))
 
 
@@ -116,7 +119,7 @@ class PCDMInpaint(io.ComfyNode):
         settings = _settings(steps, guidance, scheduler, seed, fit, resolution, batch_chunk, sequential_guidance)
         src_pose = pose_input(source_pose, source_pose_keypoint, "source_pose", tuple(source.shape[-2:]))
         tgt_pose = pose_input(target_pose, target_pose_keypoint, "target_pose", require_person=True)
-        return run_inpaint(pcdm_model, dinov2, vae, source, src_pose, tgt_pose, settings, target_embedding)
+        return _node_output(run_inpaint(pcdm_model, dinov2, vae, source, src_pose, tgt_pose, settings, target_embedding))
 
 
 class PCDMPoseTransfer(io.ComfyNode):
@@ -168,7 +171,7 @@ class PCDMPoseTransfer(io.ComfyNode):
                 "DWPose found no person in the source image. Use a photo where the whole person is clearly "
                 "visible, or extract the source pose with PoseTransfer DWPose Extract (or draw it) and use "
                 "PoseTransfer PCDM Inpaint with its source_pose input instead.") from None
-        return run_inpaint(pcdm_model, dinov2, vae, source, src_pose, tgt_pose, settings)
+        return _node_output(run_inpaint(pcdm_model, dinov2, vae, source, src_pose, tgt_pose, settings))
 
 
 NODES = [PCDMInpaint, PCDMPoseTransfer]

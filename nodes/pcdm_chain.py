@@ -95,15 +95,14 @@ def run_prior(prior, clip_vision, source_image: torch.Tensor, source_pose: list,
                         progress=progress_callback(steps))
 
 
-def run_refine(refiner, dinov2, vae, coarse_image: torch.Tensor, source_image: torch.Tensor,
-               settings: RefineSettings) -> torch.Tensor:
-    """Stage 3 on ComfyUI values: coarse IMAGE [B,H,W,C] + source IMAGE [1 or B,...] -> refined IMAGE [B,H,W,C]."""
-    coarse = comfy_to_bchw(coarse_image, "coarse_image")
-    source = comfy_to_bchw(source_image, "source_image")
-    load_models([refiner, dinov2, vae], refine_pipeline.memory_estimate(settings, coarse.shape[0], refiner.model.dtype))
-    total = settings.steps * chunk_count(coarse.shape[0], settings.chunk_size)
-    refined = refine(refiner.model, vae.model, dinov2.model, coarse, source, settings, progress_callback(total))
-    return bchw_to_comfy(refined)
+def run_refine(refiner, dinov2, vae, coarse: torch.Tensor, source: torch.Tensor, settings: RefineSettings,
+               **stage2) -> torch.Tensor:
+    """Stage 3 with ComfyUI's memory management and progress bar: [B,3,H,W] in and out; `stage2` passes a stage-2
+    result's square, fit and tokens on (see `refine`)."""
+    batch = coarse.shape[0]
+    load_models([refiner, dinov2, vae], refine_pipeline.memory_estimate(settings, batch, refiner.model.dtype))
+    total = settings.steps * chunk_count(batch, settings.chunk_size)
+    return refine(refiner.model, vae.model, dinov2.model, coarse, source, settings, progress_callback(total), **stage2)
 
 
 # ------------------------------------------------------------------------------------------- stage nodes
@@ -184,7 +183,9 @@ class PcdmRefine(io.ComfyNode):
         settings = RefineSettings(steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
                                   strength=strength, scheduler=scheduler, seed=seed, size=size, fit=fit,
                                   sequential_guidance=sequential_guidance)
-        return io.NodeOutput(to_output(run_refine(refiner, dinov2, vae, coarse_image, source_image, settings)))
+        refined = run_refine(refiner, dinov2, vae, comfy_to_bchw(coarse_image, "coarse_image"),
+                             comfy_to_bchw(source_image, "source_image"), settings)
+        return io.NodeOutput(to_output(bchw_to_comfy(refined)))
 
 
 class PcdmThreeStage(io.ComfyNode):
@@ -238,12 +239,16 @@ class PcdmThreeStage(io.ComfyNode):
                                            fit=fit, size=resolution, sequential_guidance=sequential_guidance)
         coarse = run_inpaint(pcdm_model, dinov2, vae, source, pose_input(None, source_pose, "source_pose",
                                                                           tuple(source.shape[-2:])),
-                             pose_input(None, target_pose, "target_pose"), inpaint_settings, embeds).result[0]
+                             pose_input(None, target_pose, "target_pose"), inpaint_settings, embeds)
         refine_settings = RefineSettings(steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
                                          strength=refine_strength, scheduler=scheduler, seed=seed, size=resolution,
                                          fit=fit, sequential_guidance=sequential_guidance)
-        refined = run_refine(refiner, dinov2, vae, coarse, source_image, refine_settings)
-        return io.NodeOutput(to_output(refined), coarse, to_output(embeds))
+        # Stage 3 takes stage 2's square and DINOv2 tokens as they are: no trip through the target size and 8 bits,
+        # no second DINOv2 pass over the same source square.
+        refined = run_refine(refiner, dinov2, vae, coarse.square, source, refine_settings, coarse_fit=coarse.fit,
+                             source_tokens=coarse.source_tokens)
+        return io.NodeOutput(to_output(bchw_to_comfy(refined)), to_output(bchw_to_comfy(coarse.images)),
+                             to_output(embeds))
 
 
 NODES = [PcdmPriorLoader, PcdmRefinerLoader, PcdmPrior, PcdmRefine, PcdmThreeStage]

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from ..batching import chunks
-from ..images import SquareFit, pil_resize, square_fit, to_signed
+from ..images import SquareFit, pil_square, to_signed
 from ..noise import seeded_noise
 from ..encoders import encode_dino
 from ..vae import decode_latents, encode_latents
@@ -52,6 +52,13 @@ class InpaintSettings:
 class InpaintResult:
     images: torch.Tensor  # (B, 3, H_t, W_t) in 0..1: the target person at the target pose's size
     canvas: torch.Tensor  # (B, 3, size, 2*size) in 0..1: the whole decoded [source | target] canvas
+    fit: SquareFit  # how the target poses were placed on the square (`fit.restore(square)` gives `images`)
+    source_tokens: torch.Tensor  # (B_s, T, D) DINOv2 tokens of the source square, for stage 3 to reuse
+
+    @property
+    def square(self) -> torch.Tensor:
+        """(B, 3, size, size): the generated half, on the model's square."""
+        return self.canvas[..., self.canvas.shape[-2]:]
 
 
 def check_inputs(model: PcdmStage2, source: torch.Tensor, source_pose: torch.Tensor, target_pose: torch.Tensor,
@@ -99,23 +106,21 @@ def side_by_side(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     return torch.cat([left, right], dim=-1)
 
 
-def _fit(images: torch.Tensor, settings: InpaintSettings) -> tuple[torch.Tensor, SquareFit]:
-    fit = square_fit(images.shape[-2], images.shape[-1], settings.size, settings.fit)
-    # PIL bicubic on uint8, as the original preprocessing (and the training data) did
-    return fit.apply(images, fill=0.0, resize=pil_resize), fit
-
-
 @torch.no_grad()
 def encode_source(model: PcdmStage2, vae: torch.nn.Module, dino: torch.nn.Module, source_sq: torch.Tensor,
-                  settings: InpaintSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  settings: InpaintSettings, dino_tokens: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per source square [B_s,3,S,S] 0..1: (cond tokens (B_s,T,D), uncond tokens (B_s,T,D), masked latents (B_s,4,S/8,S/4)).
 
     Tokens are projected DINOv2 tokens; the uncond ones are the projection of zero tokens for the simplified
     model (a constant non-zero token) and literal zeros for the full model, as in the respective originals.
     Tokens come in the head's dtype (float32 for the full model, as its original); the UNet casts them.
-    The canvas [source | black] goes through the VAE in [-1, 1]."""
+    The canvas [source | black] goes through the VAE in [-1, 1]. `dino_tokens`: DINOv2 tokens of `source_sq`
+    already computed (`encode_dino`)."""
     device, dtype = model.device, model.head_dtype
-    dino_tokens = encode_dino(dino, source_sq, settings.legacy_dino_interpolation).to(device=device, dtype=dtype)
+    if dino_tokens is None:
+        dino_tokens = encode_dino(dino, source_sq, settings.legacy_dino_interpolation)
+    dino_tokens = dino_tokens.to(device=device, dtype=dtype)
     cond = model.image_proj(dino_tokens)
     uncond = torch.zeros_like(cond) if model.is_full else model.image_proj(torch.zeros_like(dino_tokens))
     canvas = to_signed(side_by_side(source_sq, torch.zeros_like(source_sq)))
@@ -156,10 +161,11 @@ def inpaint(model: PcdmStage2, vae: torch.nn.Module, dino: torch.nn.Module, sour
     Item i uses noise seed `settings.seed + i`, whatever the batch or chunk size.
     """
     batch = check_inputs(model, source, source_pose, target_pose, target_embeds, settings)
-    source_sq, _ = _fit(source, settings)
-    source_pose_sq, _ = _fit(source_pose, settings)
-    target_sq, target_fit = _fit(target_pose, settings)
-    cond_all, uncond_all, masked_all = encode_source(model, vae, dino, source_sq, settings)
+    source_sq, _ = pil_square(source, settings.size, settings.fit)
+    source_pose_sq, _ = pil_square(source_pose, settings.size, settings.fit)
+    target_sq, target_fit = pil_square(target_pose, settings.size, settings.fit)
+    tokens = encode_dino(dino, source_sq, settings.legacy_dino_interpolation)
+    cond_all, uncond_all, masked_all = encode_source(model, vae, dino, source_sq, settings, tokens)
     latent_h, latent_w = settings.size // LATENT_FACTOR, 2 * settings.size // LATENT_FACTOR
     mask = canvas_mask(latent_h, latent_w, model.device)
 
@@ -180,7 +186,7 @@ def inpaint(model: PcdmStage2, vae: torch.nn.Module, dino: torch.nn.Module, sour
         outputs += [decode_latents(vae, item[None]).to(source.device) for item in latents]
     canvas = torch.cat(outputs)
     images = target_fit.restore(canvas[..., settings.size:])
-    return InpaintResult(images=images, canvas=canvas)
+    return InpaintResult(images=images, canvas=canvas, fit=target_fit, source_tokens=tokens)
 
 
 def memory_estimate(settings: InpaintSettings, batch: int, dtype: torch.dtype) -> int:

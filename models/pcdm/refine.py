@@ -15,7 +15,7 @@ from torch import nn
 
 from ..batching import chunks
 from ..encoders import encode_dino
-from ..images import SquareFit, pil_resize, square_fit, to_signed
+from ..images import SquareFit, pil_square, to_signed
 from ..noise import seeded_noise
 from ..vae import decode_latents, encode_latents
 from .sampling import Branch, denoise
@@ -71,11 +71,6 @@ class RefineSettings:
     chunk_size: int = 4
 
 
-def _fit(images: torch.Tensor, settings: RefineSettings) -> tuple[torch.Tensor, SquareFit]:
-    fit = square_fit(images.shape[-2], images.shape[-1], settings.size, settings.fit)
-    return fit.apply(images, fill=0.0, resize=pil_resize), fit
-
-
 def _first_step(steps: int, strength: float) -> int:
     if not 0.0 < strength <= 1.0:
         raise ValueError(f"PCDMs refine: strength must be in (0, 1], got {strength}")
@@ -84,11 +79,14 @@ def _first_step(steps: int, strength: float) -> int:
 
 @torch.no_grad()
 def refine(model: PcdmRefiner, vae: nn.Module, dino: nn.Module, coarse: torch.Tensor, source: torch.Tensor,
-           settings: RefineSettings = RefineSettings(), progress: Progress | None = None) -> torch.Tensor:
+           settings: RefineSettings = RefineSettings(), progress: Progress | None = None, *,
+           coarse_fit: SquareFit | None = None, source_tokens: torch.Tensor | None = None) -> torch.Tensor:
     """Refine coarse images [B,3,H,W] 0..1 given source images [1 or B,3,H',W'] 0..1 -> [B,3,H,W] 0..1.
 
     Initial noise: item i seeded `seed + i`; the coarse image is encoded by the VAE posterior mode (the
-    original samples it with its generator).
+    original samples it with its generator). Straight from stage 2 (`InpaintResult`): `coarse` may be the
+    model square itself with its `coarse_fit` (no round trip through the target size), and `source_tokens`
+    the DINOv2 tokens stage 2 computed for the same source square.
     """
     batch = coarse.shape[0]
     if source.shape[0] not in (1, batch):
@@ -98,10 +96,17 @@ def refine(model: PcdmRefiner, vae: nn.Module, dino: nn.Module, coarse: torch.Te
     device, dtype = model.device, model.dtype
 
     # Encode conditions, once per source image.
-    source_sq, _ = _fit(source, settings)
-    tokens = encode_dino(dino, source_sq, settings.legacy_dino_interpolation)
-    features = model.image_proj(tokens.to(device, model.head_dtype)).float()
-    coarse_sq, coarse_fit = _fit(coarse, settings)
+    if source_tokens is None:
+        source_sq, _ = pil_square(source, settings.size, settings.fit)
+        source_tokens = encode_dino(dino, source_sq, settings.legacy_dino_interpolation)
+    features = model.image_proj(source_tokens.to(device, model.head_dtype)).float()
+    if coarse_fit is None:
+        coarse_sq, coarse_fit = pil_square(coarse, settings.size, settings.fit)
+    elif tuple(coarse.shape[-2:]) != (settings.size, settings.size):
+        raise ValueError(f"PCDMs refine: a coarse square with its fit must be {settings.size} x {settings.size}, "
+                         f"got {tuple(coarse.shape[-2:])}")
+    else:
+        coarse_sq = coarse
     coarse_all = encode_latents(vae, to_signed(coarse_sq)).to(device)
 
     squares = []
@@ -124,7 +129,7 @@ def refine(model: PcdmRefiner, vae: nn.Module, dino: nn.Module, coarse: torch.Te
                           guidance_rescale=settings.guidance_rescale,
                           sequential_guidance=settings.sequential_guidance, model_dtype=dtype, progress=chunk.progress)
         squares += [decode_latents(vae, item[None]).to(coarse.device) for item in latents]
-    return coarse_fit.restore(torch.cat(squares))
+    return coarse_fit.restore(torch.cat(squares)).to(coarse.device)
 
 
 def memory_estimate(settings: RefineSettings, batch: int, dtype: torch.dtype) -> int:

@@ -13,10 +13,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..batching import chunks
-from ..images import SquareFit, from_signed, pil_resize, square_fit, to_signed
+from ..images import SquareFit, from_signed, pil_square, square_fit, to_signed
 from . import ops, sampler
 from .preview import flow_to_color
 from .unet import SCFMUNet
@@ -64,9 +63,8 @@ def place_on_square(poses: Sequence[PoseInput], size: int, fit_mode: str) -> np.
 
 def fit_source(images: torch.Tensor, size: int, fit_mode: str) -> tuple[torch.Tensor, SquareFit]:
     """[B,3,H,W] 0..1 -> ([B,3,S,S] in [-1,1], fit). PIL bicubic like the original's preprocessing."""
-    fit = square_fit(images.shape[-2], images.shape[-1], size, fit_mode)
-    resize = lambda x, hw: pil_resize(x, hw, Image.BICUBIC)  # noqa: E731 - a resize callable for SquareFit
-    return to_signed(fit.apply(images, fill=1.0, resize=resize)), fit
+    square, fit = pil_square(images, size, fit_mode, fill=1.0)
+    return to_signed(square), fit
 
 
 def _on_image(pose: PoseInput, height: int, width: int) -> PoseInput:
