@@ -52,8 +52,11 @@ def chunks(batch: int, chunk_size: int, seed: int = 0, progress: Progress | None
     size = max(1, chunk_size)
     count = chunk_count(batch, size)
     for index, start in enumerate(range(0, batch, size)):
-        offset_progress = None
-        if progress is not None:
-            def offset_progress(step: int, total: int, index: int = index) -> None:
-                progress(index * total + step, count * total)
-        yield Chunk(index, start, min(start + size, batch), seed + start, offset_progress)
+        offset = None if progress is None else _offset_progress(progress, index, count)
+        yield Chunk(index, start, min(start + size, batch), seed + start, offset)
+
+
+def _offset_progress(progress: Progress, index: int, count: int) -> Progress:
+    def offset(step: int, total: int) -> None:
+        progress(index * total + step, count * total)
+    return offset

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..models.images import FIT_MODES
 from ..models.pcdm.schedulers import SCHEDULERS
-from .comfy_adapter import PRECISIONS, io
+from .comfy_adapter import PRECISIONS, io, make_schema, model_file_list
 
 # ------------------------------------------------------------------------------------------- types
 # POSE_KEYPOINT is the type comfyui_controlnet_aux and core ComfyUI use, so their poses plug in directly.
@@ -47,6 +47,17 @@ def precision_input(original: str = "fp16") -> io.Combo.Input:
                           tooltip="Weight precision. auto: ComfyUI's choice for the device (bf16/fp16 on capable "
                                   f"GPUs, fp32 on CPU). The original ran {original}; fp32 is the reference for exact "
                                   "comparisons.")
+
+
+def loader_schema(node_id: str, display_name: str, category: str, description: str, aliases: list[str],
+                  file: tuple[str, str, str], output: io.Output, original: str = "fp16", **fields) -> io.Schema:
+    """A loader node: one model-file widget (`file` = input id, model folder, tooltip), the precision widget and
+    one model output; `fields` are further schema fields (e.g. is_experimental)."""
+    input_id, folder, tooltip = file
+    return make_schema(node_id=node_id, display_name=display_name, category=category, description=description,
+                       search_aliases=aliases, outputs=[output], **fields,
+                       inputs=[io.Combo.Input(input_id, options=model_file_list(folder), tooltip=tooltip),
+                               precision_input(original)])
 
 
 def seed_input(tooltip: str = SEED_TIP) -> io.Int.Input:

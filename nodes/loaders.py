@@ -8,9 +8,9 @@ from __future__ import annotations
 from ..models.encoders import load_clip_vision, load_dinov2
 from ..models.pcdm.stages import load_pcdm_checkpoint
 from ..models.vae import load_vae
-from .comfy_adapter import (encoder_device, io, make_schema, model_file_list, resolve_dtype, resolve_model_file,
+from .comfy_adapter import (encoder_device, io, resolve_dtype, resolve_model_file,
                             torch_device, wrap_model)
-from .inputs import PCDMS_CATEGORY, ClipVisionModel, Dinov2Model, PcdmModel, SdVae, precision_input
+from .inputs import PCDMS_CATEGORY, ClipVisionModel, Dinov2Model, PcdmModel, SdVae, loader_schema
 
 PCDMS_HINT = ("Put PCDMs_ckpt.pt (simplified model, Google Drive link in the tencent-ailab/PCDMs README) or a paper "
               "stage-2 file (stage2_checkpoints/512/s2_512.pt) in models/pcdms.")
@@ -26,21 +26,13 @@ def _encoder_output(load, clip_name: str, precision: str) -> io.NodeOutput:
 class PCDMLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return make_schema(
-            node_id="PoseTransferPCDMLoader",
-            display_name="PoseTransfer PCDM Loader",
-            category=PCDMS_CATEGORY,
-            description="Loads a PCDMs stage-2 checkpoint: the simplified release (PCDMs_ckpt.pt) or the paper's full "
-                        "stage 2. The kind is detected from the weights; any other file is refused with an explanation.",
-            search_aliases=["pcdms", "pose transfer model", "person image diffusion"],
-            inputs=[
-                io.Combo.Input("ckpt_name", options=model_file_list("pcdms"),
-                               tooltip="File in models/pcdms (.pt DeepSpeed file as released, or .safetensors)."),
-                precision_input(),
-            ],
-            outputs=[PcdmModel.Output(display_name="pcdm_model",
-                                      tooltip="The stage-2 UNet with its pose and appearance heads.")],
-        )
+        return loader_schema(
+            "PoseTransferPCDMLoader", "PoseTransfer PCDM Loader", PCDMS_CATEGORY,
+            "Loads a PCDMs stage-2 checkpoint: the simplified release (PCDMs_ckpt.pt) or the paper's full stage 2. The "
+            "kind is detected from the weights; any other file is refused with an explanation.",
+            ["pcdms", "pose transfer model", "person image diffusion"],
+            ("ckpt_name", "pcdms", "File in models/pcdms (.pt DeepSpeed file as released, or .safetensors)."),
+            PcdmModel.Output(display_name="pcdm_model", tooltip="The stage-2 UNet with its pose and appearance heads."))
 
     @classmethod
     def execute(cls, ckpt_name: str, precision: str = "auto") -> io.NodeOutput:
@@ -52,21 +44,13 @@ class PCDMLoader(io.ComfyNode):
 class DINOv2Loader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return make_schema(
-            node_id="PoseTransferDINOv2Loader",
-            display_name="PoseTransfer DINOv2 Loader",
-            category=PCDMS_CATEGORY,
-            description="Loads DINOv2 (facebook/dinov2-giant model.safetensors, transformers layout) from "
-                        "models/clip_vision: the appearance encoder of PCDMs, run with PCDMs' own 224 px CLIP-statistics "
-                        "preprocessing.",
-            search_aliases=["dinov2", "dino", "image encoder"],
-            inputs=[
-                io.Combo.Input("clip_name", options=model_file_list("clip_vision"),
-                               tooltip="DINOv2-giant file in models/clip_vision (e.g. dinov2-giant.safetensors)."),
-                precision_input(),
-            ],
-            outputs=[Dinov2Model.Output(display_name="dinov2", tooltip="The DINOv2 encoder.")],
-        )
+        return loader_schema(
+            "PoseTransferDINOv2Loader", "PoseTransfer DINOv2 Loader", PCDMS_CATEGORY,
+            "Loads DINOv2 (facebook/dinov2-giant model.safetensors, transformers layout) from models/clip_vision: the "
+            "appearance encoder of PCDMs, run with PCDMs' own 224 px CLIP-statistics preprocessing.",
+            ["dinov2", "dino", "image encoder"],
+            ("clip_name", "clip_vision", "DINOv2-giant file in models/clip_vision (e.g. dinov2-giant.safetensors)."),
+            Dinov2Model.Output(display_name="dinov2", tooltip="The DINOv2 encoder."))
 
     @classmethod
     def execute(cls, clip_name: str, precision: str = "auto") -> io.NodeOutput:
@@ -76,21 +60,13 @@ class DINOv2Loader(io.ComfyNode):
 class CLIPVisionLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return make_schema(
-            node_id="PoseTransferCLIPVisionLoader",
-            display_name="PoseTransfer CLIP Vision Loader",
-            category=PCDMS_CATEGORY,
-            description="Loads a CLIP vision tower with projection (OpenCLIP ViT-H/14 in transformers layout, the file "
-                        "IPAdapter users already have) from models/clip_vision. PCDMs stage 1 and the full stage 2 use "
-                        "its projected image embedding.",
-            search_aliases=["clip vision", "clip-h", "vit-h"],
-            inputs=[
-                io.Combo.Input("clip_name", options=model_file_list("clip_vision"),
-                               tooltip="CLIP ViT-H/14 file in models/clip_vision (vision_model.* keys)."),
-                precision_input(),
-            ],
-            outputs=[ClipVisionModel.Output(display_name="clip_vision", tooltip="The CLIP vision encoder.")],
-        )
+        return loader_schema(
+            "PoseTransferCLIPVisionLoader", "PoseTransfer CLIP Vision Loader", PCDMS_CATEGORY,
+            "Loads a CLIP vision tower with projection (OpenCLIP ViT-H/14 in transformers layout, the file IPAdapter "
+            "users already have) from models/clip_vision. PCDMs stage 1 and the full stage 2 use its projected image "
+            "embedding.", ["clip vision", "clip-h", "vit-h"],
+            ("clip_name", "clip_vision", "CLIP ViT-H/14 file in models/clip_vision (vision_model.* keys)."),
+            ClipVisionModel.Output(display_name="clip_vision", tooltip="The CLIP vision encoder."))
 
     @classmethod
     def execute(cls, clip_name: str, precision: str = "auto") -> io.NodeOutput:
@@ -100,20 +76,12 @@ class CLIPVisionLoader(io.ComfyNode):
 class VAELoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return make_schema(
-            node_id="PoseTransferVAELoader",
-            display_name="PoseTransfer VAE Loader",
-            category=PCDMS_CATEGORY,
-            description="Loads the Stable Diffusion 2.1-base VAE (diffusers or original layout) from models/vae for "
-                        "the PCDMs nodes.",
-            search_aliases=["sd vae", "autoencoder"],
-            inputs=[
-                io.Combo.Input("vae_name", options=model_file_list("vae"),
-                               tooltip="SD VAE file in models/vae (e.g. the vae/ file of stable-diffusion-2-1-base)."),
-                precision_input(),
-            ],
-            outputs=[SdVae.Output(display_name="vae", tooltip="The SD VAE.")],
-        )
+        return loader_schema(
+            "PoseTransferVAELoader", "PoseTransfer VAE Loader", PCDMS_CATEGORY,
+            "Loads the Stable Diffusion 2.1-base VAE (diffusers or original layout) from models/vae for the PCDMs nodes.",
+            ["sd vae", "autoencoder"],
+            ("vae_name", "vae", "SD VAE file in models/vae (e.g. the vae/ file of stable-diffusion-2-1-base)."),
+            SdVae.Output(display_name="vae", tooltip="The SD VAE."))
 
     @classmethod
     def execute(cls, vae_name: str, precision: str = "auto") -> io.NodeOutput:

@@ -14,10 +14,10 @@ from ..models.pcdm.refine import PAPER_GUIDANCE_RESCALE, RefineSettings, refine
 from ..models.pcdm.stages import load_prior, load_refiner
 from ..pose.conditions import POSE_CONVENTIONS, pose_coordinates
 from ..pose.formats import frames_from_pose_keypoint
-from .comfy_adapter import (io, load_models, make_schema, model_file_list, progress_callback, resolve_dtype,
+from .comfy_adapter import (io, load_models, make_schema, progress_callback, resolve_dtype,
                             resolve_model_file, to_output, wrap_model)
 from .inputs import (PCDMS_CATEGORY, ClipVisionModel, Dinov2Model, PcdmEmbedding, PcdmModel, PoseKeypoint,
-                     PriorModel, RefinerModel, SdVae, pcdm_sampling_inputs, precision_input, seed_input,
+                     PriorModel, RefinerModel, SdVae, loader_schema, pcdm_sampling_inputs, seed_input,
                      sequential_guidance_input, square_input)
 from .pcdm import pose_input, run_inpaint
 
@@ -35,27 +35,16 @@ STAGE_FILES_HINT = ("Put the paper's stage files from the tencent-ailab/PCDMs RE
 
 
 # ------------------------------------------------------------------------------------------- loaders
-def _loader_schema(node_id: str, display_name: str, description: str, aliases: list[str], file_tip: str,
-                   output: io.Output, is_experimental: bool = False) -> io.Schema:
-    return make_schema(
-        node_id=node_id, display_name=display_name, category=PCDMS_CATEGORY, description=description,
-        search_aliases=aliases,
-        is_experimental=is_experimental,
-        inputs=[io.Combo.Input("ckpt_name", options=model_file_list("pcdms"), tooltip=file_tip),
-                precision_input()],
-        outputs=[output],
-    )
-
-
 class PcdmPriorLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return _loader_schema(
-            "PoseTransferPCDMPriorLoader", "PoseTransfer PCDM Prior Loader",
+        return loader_schema(
+            "PoseTransferPCDMPriorLoader", "PoseTransfer PCDM Prior Loader", PCDMS_CATEGORY,
             "Loads the PCDMs stage-1 prior (s1_512.pt / s1_256.pt, and the mislabeled s2_256.pt) from models/pcdms. "
             "The kind is read from the weights, never from the file name.", ["pcdms stage 1", "pose prior"],
-            "Stage-1 prior file in models/pcdms (DeepSpeed .pt as released, or .safetensors).",
-            PriorModel.Output(display_name="prior", tooltip="The stage-1 prior transformer."), is_experimental=True)
+            ("ckpt_name", "pcdms", "Stage-1 prior file in models/pcdms (DeepSpeed .pt as released, or .safetensors)."),
+            PriorModel.Output(display_name="prior", tooltip="The stage-1 prior transformer."), original="fp32",
+            is_experimental=True)
 
     @classmethod
     def execute(cls, ckpt_name: str, precision: str = "auto") -> io.NodeOutput:
@@ -66,11 +55,11 @@ class PcdmPriorLoader(io.ComfyNode):
 class PcdmRefinerLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return _loader_schema(
-            "PoseTransferPCDMRefinerLoader", "PoseTransfer PCDM Refiner Loader",
+        return loader_schema(
+            "PoseTransferPCDMRefinerLoader", "PoseTransfer PCDM Refiner Loader", PCDMS_CATEGORY,
             "Loads a PCDMs stage-3 refinement model (s3_512.pt / s3_256.pt) from models/pcdms.",
             ["pcdms stage 3", "refine model"],
-            "Stage-3 file in models/pcdms (DeepSpeed .pt as released, or .safetensors).",
+            ("ckpt_name", "pcdms", "Stage-3 file in models/pcdms (DeepSpeed .pt as released, or .safetensors)."),
             RefinerModel.Output(display_name="refiner", tooltip="The stage-3 UNet with its appearance projection."))
 
     @classmethod

@@ -13,9 +13,10 @@ from ..models.scfm import pipeline, sampler
 from ..models.scfm.checkpoint import load_scfm
 from ..pose.conditions import scfm_body_points, scfm_pose_maps
 from ..pose.formats import frames_from_pose_keypoint
-from .comfy_adapter import (io, load_models, make_schema, model_file_list, progress_callback, resolve_dtype,
+from .comfy_adapter import (io, load_models, make_schema, progress_callback, resolve_dtype,
                             resolve_model_file, to_output, torch_device, wrap_model)
-from .inputs import CHUNK_TIP, SCFM_CATEGORY, PoseKeypoint, ScfmModel, fit_input, precision_input, seed_input
+from .inputs import CHUNK_TIP, SCFM_CATEGORY, PoseKeypoint, ScfmModel, fit_input, loader_schema, seed_input
+
 SCFM_HINT = ("No SCFM weights were ever published: train with the original repository (zylwithxy/SCFM-guided-DDPM, "
              "checkpoints/<exp>/last.pt) or with `python <pack> scfm-train`, and put the file in models/scfm.")
 NOISE_MODES = ("per item (seed + i)", "single draw (original)")
@@ -57,22 +58,14 @@ def _common_inputs() -> list:
 class SCFMLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return make_schema(
-            node_id="PoseTransferSCFMLoader",
-            is_experimental=True,
-            display_name="PoseTransfer SCFM Loader",
-            category=SCFM_CATEGORY,
-            description="Loads an SCFM model: the original training file (last.pt / Epoch{n}.pt, read without running "
-                        "its pickled config), its ema/model weights, or a .safetensors conversion.",
-            search_aliases=["scfm", "flow guided diffusion", "pose transfer model"],
-            inputs=[
-                io.Combo.Input("ckpt_name", options=model_file_list("scfm"),
-                               tooltip="File in models/scfm (the original's last.pt, or .safetensors)."),
-                precision_input(original="fp32"),
-            ],
-            outputs=[ScfmModel.Output(display_name="scfm_model",
-                                      tooltip="Denoiser, source encoder, flow net and MSFF in one model.")],
-        )
+        return loader_schema(
+            "PoseTransferSCFMLoader", "PoseTransfer SCFM Loader", SCFM_CATEGORY,
+            "Loads an SCFM model: the original training file (last.pt / Epoch{n}.pt, read without running its pickled "
+            "config), its ema/model weights, or a .safetensors conversion.",
+            ["scfm", "flow guided diffusion", "pose transfer model"],
+            ("ckpt_name", "scfm", "File in models/scfm (the original's last.pt, or .safetensors)."),
+            ScfmModel.Output(display_name="scfm_model", tooltip="Denoiser, source encoder, flow net and MSFF in one model."),
+            original="fp32", is_experimental=True)
 
     @classmethod
     def execute(cls, ckpt_name: str, precision: str = "auto") -> io.NodeOutput:
