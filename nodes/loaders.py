@@ -78,7 +78,8 @@ class VAELoader(io.ComfyNode):
     def define_schema(cls):
         return loader_schema(
             "PoseTransferVAELoader", "PoseTransfer VAE Loader", PCDMS_CATEGORY,
-            "Loads the Stable Diffusion 2.1-base VAE (diffusers or original layout) from models/vae for the PCDMs nodes.",
+            "Loads the Stable Diffusion 2.1-base VAE (diffusers or original layout) from models/vae for the PCDMs "
+            "nodes.",
             ["sd vae", "autoencoder"],
             ("vae_name", "vae", "SD VAE file in models/vae (e.g. the vae/ file of stable-diffusion-2-1-base)."),
             SdVae.Output(display_name="vae", tooltip="The SD VAE."))

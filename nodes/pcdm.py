@@ -119,7 +119,8 @@ class PCDMInpaint(io.ComfyNode):
         settings = _settings(steps, guidance, scheduler, seed, fit, resolution, batch_chunk, sequential_guidance)
         src_pose = pose_input(source_pose, source_pose_keypoint, "source_pose", tuple(source.shape[-2:]))
         tgt_pose = pose_input(target_pose, target_pose_keypoint, "target_pose", require_person=True)
-        return _node_output(run_inpaint(pcdm_model, dinov2, vae, source, src_pose, tgt_pose, settings, target_embedding))
+        result = run_inpaint(pcdm_model, dinov2, vae, source, src_pose, tgt_pose, settings, target_embedding)
+        return _node_output(result)
 
 
 class PCDMPoseTransfer(io.ComfyNode):

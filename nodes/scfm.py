@@ -64,7 +64,8 @@ class SCFMLoader(io.ComfyNode):
             "config), its ema/model weights, or a .safetensors conversion.",
             ["scfm", "flow guided diffusion", "pose transfer model"],
             ("ckpt_name", "scfm", "File in models/scfm (the original's last.pt, or .safetensors)."),
-            ScfmModel.Output(display_name="scfm_model", tooltip="Denoiser, source encoder, flow net and MSFF in one model."),
+            ScfmModel.Output(display_name="scfm_model",
+                             tooltip="Denoiser, source encoder, flow net and MSFF in one model."),
             original="fp32", is_experimental=True)
 
     @classmethod

@@ -34,10 +34,10 @@ def rescale_noise_cfg(guided: torch.Tensor, cond: torch.Tensor, guidance_rescale
     guidance_rescale 0 keeps `guided`; 1 fully rescales; > 1 extrapolates (PCDMs' stage-3 script passes 2.0).
     """
     try:  # diffusers >= 0.35 keeps it beside its guiders, a light import
-        from diffusers.guiders.guider_utils import rescale_noise_cfg as diffusers_rescale
+        from diffusers.guiders import guider_utils as home
     except ImportError:
-        from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg as diffusers_rescale
-    return diffusers_rescale(guided, cond, guidance_rescale)
+        from diffusers.pipelines.stable_diffusion import pipeline_stable_diffusion as home
+    return home.rescale_noise_cfg(guided, cond, guidance_rescale)
 
 
 def _model_input(latents: torch.Tensor, branch: Branch, dtype: torch.dtype) -> torch.Tensor:

@@ -78,7 +78,8 @@ def unet_overrides(config: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def build_stage2(checkpoint: Checkpoint) -> PcdmStage2:
-    """Module for an already-read stage-2 checkpoint, weights loaded strictly (float32 unless the file says otherwise)."""
+    """Module for an already-read stage-2 checkpoint, weights loaded strictly (float32 unless the file says
+    otherwise)."""
     if checkpoint.kind not in STAGE2_KINDS:
         raise CheckpointError(f"{checkpoint.path}: expected a PCDMs stage-2 checkpoint, found {checkpoint.kind.value}")
     image_prefix = _IMAGE_PROJ_PREFIX[checkpoint.kind]
@@ -111,7 +112,8 @@ def load_pcdm_checkpoint(path: str, dtype: torch.dtype | None = None) -> PcdmSta
 class PcdmRefiner(_Stage):
     """Stage-3 UNet (`unet.*`, 8 input channels, no pose branch) + appearance projection (`image_proj_model_p.*`)."""
 
-    # The stage-3 script builds image_proj_model_p in float32 next to its float16 UNet (stage3_batchtest_refined_model.py).
+    # The stage-3 script builds image_proj_model_p in float32 next to its float16 UNet
+    # (stage3_batchtest_refined_model.py).
     float32_heads = ("image_proj",)
 
     def __init__(self, unet: PoseUNet, image_proj: ImageProjection):

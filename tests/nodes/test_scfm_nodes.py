@@ -7,6 +7,7 @@ from posetransfer.models.scfm.checkpoint import original_state_dict
 from posetransfer.models.scfm.config import SCFMConfig
 from posetransfer.models.scfm.unet import SCFMUNet
 from posetransfer.nodes import scfm as nodes
+from posetransfer.nodes.comfy_adapter import model_file_list
 
 TINY = SCFMConfig(image_size=64, level_channels=(8, 8, 8, 8, 16, 16), embed_channels=32,
                   flow_channels=(4, 8, 16, 32, 32), msff_patch=8, msff_heads=2, msff_layers=1, msff_mlp_ratio=2)
@@ -41,7 +42,7 @@ def handle(tmp_path_factory):
     torch.save({"model": weights, "ema": weights, "scheduler": {}, "optimizer": {}}, folder / "scfm" / "scfm_last.pt")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("POSETRANSFER_MODELS_DIR", str(folder))
-        assert "scfm_last.pt" in nodes.model_file_list("scfm")
+        assert "scfm_last.pt" in model_file_list("scfm")
         return nodes.SCFMLoader.execute("scfm_last.pt", "fp32").result[0]
 
 
