@@ -1,74 +1,93 @@
-"""Image resampling with OpenCV's geometry (no OpenCV dependency).
+"""Image resampling that reproduces OpenCV bit for bit (no OpenCV dependency).
 
-`resize_linear` follows `cv2.resize(..., INTER_LINEAR)`: half-pixel centres, edge replication, no
-antialiasing (within one grey level of OpenCV, whose uint8 path rounds in fixed point); it runs on torch's
-uint8 kernel, several times faster than numpy on a 1024 px frame. `warp_affine` follows
-`cv2.warpAffine(..., INTER_LINEAR, BORDER_CONSTANT 0)` for the pose model's crops, in numpy.
+The peer (comfyui_controlnet_aux) letterboxes with `cv2.resize(..., INTER_LINEAR)` and crops with
+`cv2.warpAffine(..., INTER_LINEAR)`. A float resize differs from OpenCV's by one grey level on many pixels,
+which moves boxes by up to half a pixel and keypoints by a SimCC bin, so both are reproduced exactly:
+
+- `resize_linear`: OpenCV's fixed-point uint8 path (identical in 4.x and 5.x, with or without IPP):
+  per axis the source position (d + 0.5) * src/dst - 0.5 in float32, weights rounded to 11 bits
+  (x clamped to the edge with weight 0, y taps clamped to the edge rows), a horizontal pass into int32,
+  then ((b0 * (S0 >> 4)) >> 16) + ((b1 * (S1 >> 4)) >> 16) + 2) >> 2.
+- `warp_affine`: two reproductions, chosen by `WARP_REFERENCES`:
+  "opencv5": opencv-python 5.x on x86 (its IPP path): source position in float64, its fraction as float32,
+  then fma(a, p01 - p00, p00) per row and fma(b, v1 - v0, v0) in float32, rounded half to even;
+  "opencv4": OpenCV <= 4.10's fixed-point path: coordinates on a 1/1024 grid rounded to 1/32 pixel and
+  15-bit bilinear weights from a 32 x 32 table. Constant border 0 in both. Only axis-aligned (rotation-free)
+  maps are supported, which is what pose crops are.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+WARP_REFERENCES = ("opencv5", "opencv4")
+WARP_REFERENCE = "opencv5"  # what `pip install opencv-python` gives today on x86 (5.1 with IPP)
+_COEF_BITS = 11  # INTER_RESIZE_COEF_BITS
+_COEF_SCALE = 1 << _COEF_BITS
 
 
-def _taps(positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """2-tap linear interpolation along one axis at float sample `positions` (pixel-index coordinates):
-    indices and weights of the left and right taps; taps outside the image weigh 0 (OpenCV's constant border)."""
-    left = np.floor(positions)
-    frac = (positions - left).astype(np.float32)
+def _resize_taps(dst: int, src: int, clamp_x: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Left/right source indices and 11-bit weights of OpenCV's linear resize along one axis."""
+    scale = 1.0 / (dst / src)  # OpenCV's scale_x = 1 / inv_scale_x with inv_scale_x = dst / src, float64
+    pos = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    left = np.floor(pos)
+    frac = (pos - left).astype(np.float32)
     left = left.astype(np.int64)
-    right = left + 1
-    w_left = (1.0 - frac) * ((left >= 0) & (left < size))
-    w_right = frac * ((right >= 0) & (right < size))
-    return np.clip(left, 0, size - 1), np.clip(right, 0, size - 1), w_left.astype(np.float32), w_right.astype(np.float32)
+    if clamp_x:  # columns: out-of-range taps collapse onto the edge pixel with weight 0
+        low = left < 0
+        frac[low], left[low] = 0, 0
+        high = left >= src - 1
+        frac[high], left[high] = 0, src - 1
+        right = np.minimum(left + 1, src - 1)
+    else:  # rows: both taps clamped, weights kept
+        right = np.clip(left + 1, 0, src - 1)
+        left = np.clip(left, 0, src - 1)
+    w1 = np.rint(frac * np.float32(_COEF_SCALE)).astype(np.int32)
+    w0 = np.rint((np.float32(1) - frac) * np.float32(_COEF_SCALE)).astype(np.int32)
+    return left, right, w0, w1
 
 
-def _resample(image: np.ndarray, y_taps: tuple, x_taps: tuple) -> np.ndarray:
-    """Separable 2-tap resampling of uint8 (H,W,C) -> float32 (h,w,C).
-
-    Rows first (row gathers are contiguous copies), then columns gathered as whole pixels through a
-    C-float "void" view, which avoids both a transpose and per-channel fancy indexing.
-    """
-    y0, y1, wy0, wy1 = y_taps
-    x0, x1, wx0, wx1 = x_taps
-    height, channels = len(y0), image.shape[2]
-    first, last = int(min(x0.min(), x1.min())), int(max(x0.max(), x1.max()))
-    image, x0, x1 = image[:, first:last + 1], x0 - first, x1 - first  # only the columns a crop reads
-    # 2-D (rows, width*channels) views keep numpy's inner loops long (a trailing axis of 3 is slow)
-    rows = image[y0].reshape(height, -1).astype(np.float32)
-    rows *= wy0[:, None]
-    lower = image[y1].reshape(height, -1).astype(np.float32)
-    lower *= wy1[:, None]
-    rows += lower
-    pixels = rows.view(np.dtype((np.void, 4 * channels)))
-
-    def column(index: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        taps = np.take(pixels, index, axis=1).view(np.float32)
-        taps *= np.repeat(weight, channels)[None]
-        return taps
-
-    out = column(x0, wx0)
-    out += column(x1, wx1)
-    return out.reshape(height, len(x0), channels)
+def _flat_columns(columns: np.ndarray, channels: int) -> np.ndarray:
+    """Pixel column indices -> element indices of a (rows, width*channels) view."""
+    return (columns[:, None] * channels + np.arange(channels)).ravel()
 
 
 def resize_linear(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of uint8 (H,W[,C]) to (height,width[,C]); returns uint8."""
+    """`cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)` for uint8 (H,W[,C]), bit for bit."""
     if image.shape[:2] == (height, width):
         return image.copy()
     planar = image[..., None] if image.ndim == 2 else image
-    pixels = torch.from_numpy(np.ascontiguousarray(planar)).permute(2, 0, 1)[None]
-    resized = F.interpolate(pixels.contiguous(memory_format=torch.channels_last), size=(height, width),
-                            mode="bilinear", align_corners=False, antialias=False)
-    out = resized[0].permute(1, 2, 0).contiguous().numpy()
+    src_h, src_w, channels = planar.shape
+    x0, x1, a0, a1 = _resize_taps(width, src_w, clamp_x=True)
+    y0, y1, b0, b1 = _resize_taps(height, src_h, clamp_x=False)
+    rows, inverse = np.unique(np.concatenate([y0, y1]), return_inverse=True)
+    # Horizontal pass on the rows that are read, in int32 on 2-D (rows, width*C) views (gathers of whole
+    # rows and np.take on flat columns are far cheaper than 3-D fancy indexing), already >> 4 as OpenCV's
+    # vertical pass takes it.
+    source = np.ascontiguousarray(planar[rows]).reshape(len(rows), -1)
+    horizontal = np.take(source, _flat_columns(x0, channels), axis=1).astype(np.int32)
+    horizontal *= np.repeat(a0, channels)
+    right = np.take(source, _flat_columns(x1, channels), axis=1).astype(np.int32)
+    right *= np.repeat(a1, channels)
+    horizontal += right
+    horizontal >>= 4
+    top = horizontal[inverse[:height]]
+    top *= b0[:, None]
+    top >>= 16
+    bottom = horizontal[inverse[height:]]
+    bottom *= b1[:, None]
+    bottom >>= 16
+    top += bottom
+    top += 2
+    top >>= 2
+    out = top.astype(np.uint8).reshape(height, width, channels)
     return out[..., 0] if image.ndim == 2 else out
 
 
 def letterbox(image: np.ndarray, height: int, width: int, fill: int = 114) -> tuple[np.ndarray, float]:
     """YOLOX input: scale by r = min(height/h, width/w) to (int(h*r), int(w*r)) and paste at the TOP-LEFT of a
-    `fill` canvas (so boxes map back by dividing by r, no offset). uint8 (H,W,3) -> (uint8 canvas, r).
-    The resize is ours (within one grey level of OpenCV's), so boxes do not depend on which packages are installed."""
+    `fill` canvas (so boxes map back by dividing by r, no offset). uint8 (H,W,3) -> (uint8 canvas, r)."""
     ratio = min(height / image.shape[0], width / image.shape[1])
     # at least one pixel: a 1 x 5000 strip would otherwise vanish (OpenCV would refuse it)
     new_h, new_w = max(1, int(image.shape[0] * ratio)), max(1, int(image.shape[1] * ratio))
@@ -88,13 +107,114 @@ def affine_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.linalg.solve(system, dst.reshape(6)).reshape(2, 3)
 
 
-def warp_affine(image: np.ndarray, matrix: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear warp of uint8 (H,W,C) into float32 (height,width,C) for an axis-aligned 2x3 `matrix` (scale and
-    shift, as pose crops are: rotation 0): output pixel p samples the input at M^-1 p; outside reads 0."""
-    if abs(matrix[0, 1]) > 1e-12 or abs(matrix[1, 0]) > 1e-12:
-        raise ValueError("warp_affine handles axis-aligned (rotation-free) matrices only")
-    inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))
-    x_pos = inverse[0, 0] * np.arange(width, dtype=np.float64) + inverse[0, 2]
-    y_pos = inverse[1, 1] * np.arange(height, dtype=np.float64) + inverse[1, 2]
-    h, w = image.shape[:2]
-    return _resample(image, _taps(y_pos, h), _taps(x_pos, w))
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """`cv2.invertAffineTransform` with OpenCV's operation order (the warp uses the inverse map)."""
+    m = np.asarray(matrix, dtype=np.float64).ravel().copy()
+    det = m[0] * m[4] - m[1] * m[3]
+    det = 1.0 / det if det != 0 else 0.0
+    a11, a22 = m[4] * det, m[0] * det
+    m[0], m[4] = a11, a22
+    m[1] *= -det
+    m[3] *= -det
+    b1 = -m[0] * m[2] - m[1] * m[5]
+    b2 = -m[3] * m[2] - m[4] * m[5]
+    m[2], m[5] = b1, b2
+    return m.reshape(2, 3)
+
+
+def _gather(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """image[rows][:, cols] with constant-0 border, as float64 (len(rows), len(cols) * C) on a flat view."""
+    h, w, channels = image.shape
+    inside_r = (rows >= 0) & (rows < h)
+    inside_c = (cols >= 0) & (cols < w)
+    source = image[np.clip(rows, 0, h - 1)].reshape(len(rows), -1)
+    out = np.take(source, _flat_columns(np.clip(cols, 0, w - 1), channels), axis=1).astype(np.float64)
+    if not inside_r.all():
+        out[~inside_r] = 0
+    if not inside_c.all():
+        out[:, ~np.repeat(inside_c, channels)] = 0
+    return out
+
+
+def _fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 fused multiply-add: the float64 product of two float32 values is exact, so one rounding to
+    float32 of a*b + c is the fused result (operands here are small enough that the float64 sum is exact too)."""
+    return (a * b + c).astype(np.float32).astype(np.float64)
+
+
+def _warp_opencv5(image: np.ndarray, inv: np.ndarray, height: int, width: int) -> np.ndarray:
+    channels = image.shape[2]
+    xs = inv[0, 0] * np.arange(width, dtype=np.float64) + inv[0, 2]
+    ys = inv[1, 1] * np.arange(height, dtype=np.float64) + inv[1, 2]
+    ix, iy = np.floor(xs), np.floor(ys)
+    ax = np.repeat((xs - ix).astype(np.float32).astype(np.float64), channels)[None, :]
+    ay = (ys - iy).astype(np.float32).astype(np.float64)[:, None]
+    ix, iy = ix.astype(np.int64), iy.astype(np.int64)
+    span = width * channels
+    top = _gather(image, iy, np.concatenate([ix, ix + 1]))
+    bottom = _gather(image, iy + 1, np.concatenate([ix, ix + 1]))
+    v0 = _fma32(ax, top[:, span:] - top[:, :span], top[:, :span])
+    v1 = _fma32(ax, bottom[:, span:] - bottom[:, :span], bottom[:, :span])
+    value = _fma32(ay, (v1 - v0).astype(np.float32).astype(np.float64), v0)
+    return np.clip(np.rint(value.astype(np.float32)), 0, 255).astype(np.uint8).reshape(height, width, channels)
+
+
+@lru_cache(maxsize=1)
+def _bilinear_table() -> np.ndarray:
+    """OpenCV's (32*32, 4) int 15-bit bilinear weights [w00, w01, w10, w11] for every 1/32-pixel fraction."""
+    frac = np.arange(32, dtype=np.float32) * np.float32(1.0 / 32)
+    taps = np.stack([np.float32(1) - frac, frac], axis=1).astype(np.float32)
+    table = np.zeros((32, 32, 4), dtype=np.int64)
+    for i in range(32):  # y fraction
+        for j in range(32):  # x fraction
+            weights = np.rint((taps[i][:, None] * taps[j][None, :]).astype(np.float32).ravel()
+                              * np.float32(32768)).astype(np.int64)
+            diff = int(weights.sum()) - 32768
+            if diff:  # OpenCV moves the rounding error onto the smallest (or largest) weight
+                low = high = 0
+                for k in range(4):
+                    if weights[k] < weights[low]:
+                        low = k
+                    elif weights[k] > weights[high]:
+                        high = k
+                weights[high if diff < 0 else low] -= diff
+            table[i, j] = weights
+    return table.reshape(1024, 4)
+
+
+def _warp_opencv4(image: np.ndarray, inv: np.ndarray, height: int, width: int) -> np.ndarray:
+    channels = image.shape[2]
+    # X = (round((M01*y + M02) * 1024) + 16 + round(M00*x*1024)) >> 5: 1/32-pixel positions (here M01 = M10 = 0)
+    x_fixed = (np.rint(inv[0, 2] * 1024).astype(np.int64) + 16
+               + np.rint(inv[0, 0] * np.arange(width) * 1024).astype(np.int64)) >> 5
+    y_fixed = (np.rint((inv[1, 1] * np.arange(height) + inv[1, 2]) * 1024).astype(np.int64) + 16) >> 5
+    ix, iy = x_fixed >> 5, y_fixed >> 5
+    weights = _bilinear_table()[((y_fixed & 31) * 32)[:, None] + (x_fixed & 31)[None, :]]  # (h, w, 4)
+    weights = np.repeat(weights, channels, axis=1)  # (h, w*C, 4)
+    span = width * channels
+    top = _gather(image, iy, np.concatenate([ix, ix + 1])).astype(np.int64)
+    bottom = _gather(image, iy + 1, np.concatenate([ix, ix + 1])).astype(np.int64)
+    acc = top[:, :span] * weights[..., 0] + top[:, span:] * weights[..., 1]
+    acc += bottom[:, :span] * weights[..., 2] + bottom[:, span:] * weights[..., 3]
+    return np.clip((acc + (1 << 14)) >> 15, 0, 255).astype(np.uint8).reshape(height, width, channels)
+
+
+def warp_affine(image: np.ndarray, matrix: np.ndarray, height: int, width: int,
+                reference: str | None = None) -> np.ndarray:
+    """`cv2.warpAffine(image, matrix, (width, height), flags=INTER_LINEAR)` (constant border 0) for uint8
+    (H,W,C) and an axis-aligned 2x3 `matrix` (scale and shift; pose crops have rotation 0), bit for bit with
+    `reference` ("opencv5" or "opencv4"; default `WARP_REFERENCE`). Returns uint8 (height, width, C)."""
+    reference = reference or WARP_REFERENCE
+    if reference not in WARP_REFERENCES:
+        raise ValueError(f"reference must be one of {WARP_REFERENCES}, got {reference!r}")
+    matrix = np.array(matrix, dtype=np.float64)
+    # getAffineTransform leaves ~1e-16 off the diagonal of a rotation-free crop; it could only matter for a
+    # coordinate within 1e-13 px of a rounding boundary, so it is dropped
+    tiny = 1e-12 * max(abs(matrix[0, 0]), abs(matrix[1, 1]), 1.0)
+    if abs(matrix[0, 1]) > tiny or abs(matrix[1, 0]) > tiny or not np.isfinite(matrix).all():
+        raise ValueError(f"warp_affine handles finite axis-aligned (rotation-free) matrices only, got {matrix.tolist()}")
+    matrix[0, 1] = matrix[1, 0] = 0.0
+    inv = invert_affine(matrix)
+    planar = image[..., None] if image.ndim == 2 else image
+    out = (_warp_opencv5 if reference == "opencv5" else _warp_opencv4)(planar, inv, height, width)
+    return out[..., 0] if image.ndim == 2 else out

@@ -60,9 +60,7 @@ def crop_matrix(crop: Crop, input_w: int, input_h: int) -> np.ndarray:
 
 def crop_input(image_rgb: np.ndarray, crop: Crop, input_w: int, input_h: int) -> np.ndarray:
     """uint8 RGB (H,W,3) -> normalised float32 (3, input_h, input_w) network input for one crop."""
-    patch = warp_affine(image_rgb, crop_matrix(crop, input_w, input_h), input_h, input_w)
-    # Round like OpenCV's uint8 warp before normalising, so inputs match the reference pipeline's.
-    levels = np.clip(np.floor(patch + 0.5), 0, 255).astype(np.uint8)
+    levels = warp_affine(image_rgb, crop_matrix(crop, input_w, input_h), input_h, input_w)  # uint8, as cv2's
     return np.stack([_NORMALISED_LEVELS[channel][levels[..., channel]] for channel in range(3)])
 
 
