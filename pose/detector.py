@@ -75,3 +75,29 @@ def select_person_boxes(boxes: np.ndarray, scores: np.ndarray, score_threshold: 
     keep = candidates[nms(boxes[candidates], person[candidates], iou_threshold)]
     keep = keep[person[keep] > person_threshold]
     return boxes[keep], person[keep]
+
+
+BOX_MARGIN = 1.0  # boxes are clipped to the image grown by this fraction of its size on every side
+MIN_BOX_SIDE = 1.0  # px: narrower (or non-finite) boxes are dropped
+
+
+def clean_boxes(boxes: np.ndarray, image_hw: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """Clip boxes to the image grown by `BOX_MARGIN` of its size on each side and drop degenerate ones
+    (non-finite, or a side under `MIN_BOX_SIDE` px after clipping); returns (boxes, number dropped).
+
+    Odd images make real detectors emit junk boxes (thousands, +-1e8 px); a crop of such a box is meaningless
+    and its affine map is numerically singular. Real boxes of people cut by the frame overshoot the image by a
+    few pixels and are kept exactly as the detector gave them (the peer does not clip), so results stay
+    identical to comfyui_controlnet_aux's for every box inside the margin.
+    """
+    height, width = image_hw
+    finite = np.isfinite(boxes).all(axis=1)
+    low = np.array([-width, -height, -width, -height], dtype=np.float64) * BOX_MARGIN
+    high = np.array([width, height, width, height], dtype=np.float64) * (1 + BOX_MARGIN)
+    outside = finite & ((boxes < low) | (boxes > high)).any(axis=1)
+    clipped = boxes.copy()
+    if outside.any():  # only junk boxes change, so in-margin boxes keep their exact float32 values
+        clipped[outside] = np.clip(boxes[outside].astype(np.float64), low, high).astype(boxes.dtype)
+    sides = np.stack([clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]], axis=1)
+    keep = finite & (sides >= MIN_BOX_SIDE).all(axis=1)
+    return clipped[keep], int((~keep).sum())

@@ -7,16 +7,20 @@ to CPU when CUDA libraries are missing.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import sys
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .detector import decode_boxes, select_person_boxes
+from .detector import anchor_grid, clean_boxes, decode_boxes, select_person_boxes
 from .imageops import letterbox
 from .keypoints import PoseFrame, people_from_wholebody
-from .topdown import crop_for_box, crop_input, decode_simcc, to_image
+from .topdown import SIMCC_SPLIT_RATIO, crop_for_box, crop_input, decode_simcc, to_image_many
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +28,19 @@ PROVIDER_CHOICES = ("auto", "CPU", "CUDA", "DirectML", "ROCm", "OpenVINO", "Core
 CHANNEL_ORDERS = ("BGR", "RGB")  # YOLOX was trained on OpenCV (BGR) images; comfyui_controlnet_aux feeds RGB
 NO_PERSON_MODES = ("empty", "whole image", "error")
 LETTERBOX_FILL = 114
+MAX_PEOPLE = 64  # per frame: the best-scoring boxes are kept (junk detections can number thousands)
+FRAMES_PER_CHUNK = 16  # frames detected together (dynamic-batch detectors) and cropped into one pose call
+MAX_CROPS_PER_CALL = 64  # crops per pose-model call (each 384x288 crop is 1.3 MB of float32)
+WHOLEBODY_POINTS = 133
+COCO_CLASSES = 80
 
 
 class NoPersonError(RuntimeError):
     """No person was detected in a frame and the caller asked for an error."""
+
+
+class ModelSlotError(ValueError):
+    """An ONNX file is not the kind of model its slot (detector / pose model) needs; the message names it."""
 
 
 def _onnxruntime() -> Any:
@@ -39,6 +52,12 @@ def _onnxruntime() -> Any:
     return onnxruntime
 
 
+PROVIDER_NAMES = {"CPU": "CPUExecutionProvider", "CUDA": "CUDAExecutionProvider", "DirectML": "DmlExecutionProvider",
+                  "ROCm": "ROCMExecutionProvider", "OpenVINO": "OpenVINOExecutionProvider",
+                  "CoreML": "CoreMLExecutionProvider", "TensorRT": "TensorrtExecutionProvider"}
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
 def _providers(choice: str, available: Sequence[str]) -> list[str]:
     if choice not in PROVIDER_CHOICES:
         raise ValueError(f"provider must be one of {PROVIDER_CHOICES}, got {choice!r}")
@@ -47,19 +66,71 @@ def _providers(choice: str, available: Sequence[str]) -> list[str]:
         order = ("CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecutionProvider",
                  "CoreMLExecutionProvider", "OpenVINOExecutionProvider")
         return [p for p in order if p in available] + ["CPUExecutionProvider"]
-    name = {"CPU": "CPUExecutionProvider", "CUDA": "CUDAExecutionProvider", "DirectML": "DmlExecutionProvider",
-            "ROCm": "ROCMExecutionProvider", "OpenVINO": "OpenVINOExecutionProvider",
-            "CoreML": "CoreMLExecutionProvider", "TensorRT": "TensorrtExecutionProvider"}[choice]
+    name = PROVIDER_NAMES[choice]
     if name not in available:
+        reason = cuda_diagnosis(available) if name in GPU_PROVIDERS else ""
         raise RuntimeError(f"onnxruntime provider {name} is not available here (available: {', '.join(available)})."
-                           " Choose 'auto' or 'CPU', or install the onnxruntime build for your GPU.")
+                           f"{' ' + reason if reason else ''} Choose 'auto' or 'CPU', or install the onnxruntime "
+                           "build for your GPU.")
+    if name == "TensorrtExecutionProvider":  # TensorRT falls back to CUDA for nodes it cannot take
+        return [name] + [p for p in ("CUDAExecutionProvider",) if p in available] + ["CPUExecutionProvider"]
     return [name, "CPUExecutionProvider"] if name != "CPUExecutionProvider" else [name]
 
 
+# ---------------------------------------------------------------------------------- CUDA diagnosis
+def _installed_distributions() -> set[str]:
+    names = set()
+    for dist in metadata.distributions():
+        name = (dist.metadata.get("Name") or "").lower().replace("_", "-")
+        if name.startswith("onnxruntime"):
+            names.add(name)
+    return names
+
+
+def _cuda_libraries() -> tuple[str, ...]:
+    """The shared libraries onnxruntime-gpu's CUDA provider loads first (CUDA 12 or 13, cuDNN 9)."""
+    if sys.platform == "win32":
+        return ("cudart64_12.dll|cudart64_13.dll", "cublasLt64_12.dll|cublasLt64_13.dll", "cudnn64_9.dll")
+    return ("libcudart.so.12|libcudart.so.13", "libcublasLt.so.12|libcublasLt.so.13", "libcudnn.so.9")
+
+
+def _loadable(name: str) -> bool:
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
+
+
+def cuda_diagnosis(available: Sequence[str], distributions: set[str] | None = None,
+                   loadable: Callable[[str], bool] | None = None) -> str:
+    """Why onnxruntime cannot run on CUDA here, in one sentence with the fix ('' when nothing is found).
+
+    The three causes users meet: the CPU-only wheel, both wheels installed (the CPU one shadows the GPU
+    build), and the GPU wheel without the CUDA/cuDNN libraries it loads (it then runs on the CPU silently)."""
+    distributions = _installed_distributions() if distributions is None else distributions
+    loadable = loadable or _loadable
+    if "onnxruntime" in distributions and "onnxruntime-gpu" in distributions:
+        return ("Both 'onnxruntime' (CPU) and 'onnxruntime-gpu' are installed and the CPU one shadows the GPU "
+                "build: pip uninstall -y onnxruntime onnxruntime-gpu, then pip install onnxruntime-gpu.")
+    if "CUDAExecutionProvider" not in available:
+        return ("This onnxruntime is the CPU-only build: pip uninstall -y onnxruntime, then pip install "
+                "onnxruntime-gpu.")
+    missing = [alternatives.split("|")[0] for alternatives in _cuda_libraries()
+               if not any(loadable(name) for name in alternatives.split("|"))]
+    if missing:
+        return (f"onnxruntime-gpu is installed but cannot load {', '.join(missing)}: install the CUDA and cuDNN "
+                "versions your onnxruntime-gpu was built for (pip install 'onnxruntime-gpu[cuda,cudnn]' brings "
+                "them), or put their folder on the library path.")
+    return ("onnxruntime-gpu could not start CUDA although its libraries load: check that the GPU driver is newer "
+            "than the CUDA version onnxruntime-gpu was built for (nvidia-smi).")
+
+
+# ---------------------------------------------------------------------------------- sessions
 @dataclass
 class OnnxModel:
-    """An onnxruntime session with its input name, (H, W) input size, static batch (None = dynamic) and
-    the providers it really runs on."""
+    """An onnxruntime session with its input name, (H, W) input size, static batch (None = dynamic), output
+    names and shapes, and the providers it really runs on."""
 
     session: Any
     path: str
@@ -67,33 +138,122 @@ class OnnxModel:
     input_hw: tuple[int, int]
     batch: int | None
     providers: list[str]
+    output_names: list[str] = field(default_factory=list)
+    output_shapes: list[list] = field(default_factory=list)
+    io_binding: bool = False
 
     @classmethod
     def open(cls, path: str, providers: Sequence[str], role: str) -> "OnnxModel":
         ort = _onnxruntime()
         options = ort.SessionOptions()
         options.log_severity_level = 3  # ORT's CUDA fallback noise; we log our own summary below
+        provider_list: list = list(providers)
+        if "TensorrtExecutionProvider" in provider_list:  # cache engines: building one takes minutes
+            cache = os.path.join(os.path.dirname(os.path.abspath(path)), ".trt_cache")
+            provider_list[provider_list.index("TensorrtExecutionProvider")] = (
+                "TensorrtExecutionProvider", {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache})
         try:
-            session = ort.InferenceSession(path, sess_options=options, providers=list(providers))
+            session = ort.InferenceSession(path, sess_options=options, providers=provider_list)
         except Exception as err:  # ORT raises its own exception types; name the file and the role
             raise RuntimeError(f"Could not open the DWPose {role} model '{path}': {err}") from err
         first = session.get_inputs()[0]
         shape = list(first.shape)
-        if len(shape) != 4 or not all(isinstance(s, int) for s in shape[2:]):
-            raise ValueError(f"'{path}' is not a DWPose {role} model: its input '{first.name}' has shape {shape}, "
-                             "expected [batch, 3, height, width] with a fixed height and width")
+        if len(shape) != 4 or not all(isinstance(s, int) for s in shape[2:]) or shape[1] != 3:
+            raise ModelSlotError(f"'{path}' is not a DWPose {role} model: its input '{first.name}' has shape {shape}, "
+                                 "expected [batch, 3, height, width] with a fixed height and width")
         if first.type != "tensor(float)":
-            raise ValueError(f"'{path}': input '{first.name}' is {first.type}; only float32 models are supported")
+            raise ModelSlotError(f"'{path}': input '{first.name}' is {first.type}; only float32 models are supported")
         batch = shape[0] if isinstance(shape[0], int) else None
-        return cls(session, path, first.name, (shape[2], shape[3]), batch, list(session.get_providers()))
+        used = list(session.get_providers())
+        outputs = session.get_outputs()
+        return cls(session, path, first.name, (shape[2], shape[3]), batch, used, [o.name for o in outputs],
+                   [list(o.shape) for o in outputs], io_binding=used[0] in GPU_PROVIDERS)
 
     def run(self, batch: np.ndarray, outputs: Sequence[str] | None = None) -> list[np.ndarray]:
         """Outputs by name when the model has them all (e.g. simcc_x, simcc_y), else in graph order."""
-        names = {o.name for o in self.session.get_outputs()}
-        wanted = list(outputs) if outputs and set(outputs) <= names else None
-        return self.session.run(wanted, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+        wanted = list(outputs) if outputs and set(outputs) <= set(self.output_names) else list(self.output_names)
+        feed = np.ascontiguousarray(batch, dtype=np.float32)
+        if not self.io_binding:
+            return self.session.run(wanted, {self.input_name: feed})
+        # On CUDA/TensorRT, IO binding copies the input once and lets onnxruntime allocate the outputs on the
+        # device side of the copy, instead of the extra staging copies of session.run.
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.input_name, feed)
+        for name in wanted:
+            binding.bind_output(name)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
+
+    # ------------------------------------------------------------------------- what the file is
+    def kind(self) -> str:
+        """'detector' (one [N, anchors, 5+classes] output), 'pose' (two [N, 133, bins] SimCC outputs) or
+        'unknown', read from the graph's outputs."""
+        shapes = self.output_shapes
+        if len(shapes) >= 2 and all(len(s) == 3 and s[1] == WHOLEBODY_POINTS for s in shapes[:2]):
+            return "pose"
+        if len(shapes) == 1 and len(shapes[0]) == 3 and isinstance(shapes[0][2], int) and shapes[0][2] >= 5:
+            return "detector"
+        return "unknown"
+
+    def describe_outputs(self) -> str:
+        return ", ".join(f"{n} {s}" for n, s in zip(self.output_names, self.output_shapes)) or "none"
 
 
+def _check_detector(model: OnnxModel) -> None:
+    height, width = model.input_hw
+    shape = model.output_shapes[0]
+    if height % 32 or width % 32:
+        raise ModelSlotError(f"detector '{model.path}': input {height}x{width} is not a multiple of 32, as YOLOX "
+                             "inputs are (640x640 for yolox_l.onnx)")
+    columns = shape[2]
+    if columns != 5 + COCO_CLASSES:
+        raise ModelSlotError(f"detector '{model.path}': its output has {columns} columns; a COCO YOLOX detector has "
+                             f"{5 + COCO_CLASSES} (4 box + objectness + {COCO_CLASSES} class scores, person first). "
+                             "Use yolox_l.onnx from Hugging Face yzd-v/DWPose.")
+    anchors = len(anchor_grid(height, width)[0])
+    if isinstance(shape[1], int) and shape[1] != anchors:
+        raise ModelSlotError(f"detector '{model.path}': its output has {shape[1]} anchors; a {height}x{width} YOLOX "
+                             f"input has {anchors} (strides 8/16/32). Use yolox_l.onnx from Hugging Face yzd-v/DWPose.")
+
+
+def _check_pose(model: OnnxModel) -> None:
+    height, width = model.input_hw
+    named = dict(zip(model.output_names, model.output_shapes))
+    simcc_x = named.get("simcc_x", model.output_shapes[0])
+    simcc_y = named.get("simcc_y", model.output_shapes[1])
+    expected = (round(width * SIMCC_SPLIT_RATIO), round(height * SIMCC_SPLIT_RATIO))
+    if all(isinstance(v, int) for v in (simcc_x[2], simcc_y[2])) and (simcc_x[2], simcc_y[2]) != expected:
+        raise ModelSlotError(f"pose model '{model.path}': SimCC outputs have {simcc_x[2]} x-bins and {simcc_y[2]} "
+                             f"y-bins, but a {height}x{width} input needs {expected[0]} and {expected[1]} "
+                             f"({SIMCC_SPLIT_RATIO:g} per pixel): the file's outputs do not match its input. "
+                             "Use dw-ll_ucoco_384.onnx from Hugging Face yzd-v/DWPose.")
+
+
+def check_slots(pose: OnnxModel, detector: OnnxModel | None) -> None:
+    """Refuse files in the wrong slot at load time, naming the file(s) and what they look like."""
+    pose_kind = pose.kind()
+    det_kind = detector.kind() if detector is not None else None
+    if pose_kind == "detector" and det_kind == "pose":
+        raise ModelSlotError(f"The DWPose files are swapped: '{pose.path}' is a person detector (output "
+                             f"{pose.describe_outputs()}) and '{detector.path}' is a pose model (outputs "
+                             f"{detector.describe_outputs()}). Put '{detector.path}' in pose_model and "
+                             f"'{pose.path}' in detector.")
+    if pose_kind != "pose":
+        looks = "a person detector" if pose_kind == "detector" else "neither a DWPose pose model nor a detector"
+        raise ModelSlotError(f"pose model '{pose.path}' is {looks} (outputs {pose.describe_outputs()}); the pose "
+                             f"model has two SimCC outputs [batch, {WHOLEBODY_POINTS}, bins] (simcc_x, simcc_y). "
+                             "Choose dw-ll_ucoco_384.onnx as pose_model.")
+    _check_pose(pose)
+    if detector is None:
+        return
+    if det_kind != "detector":
+        looks = "a DWPose pose model" if det_kind == "pose" else "not a YOLOX detector"
+        raise ModelSlotError(f"detector '{detector.path}' is {looks} (outputs {detector.describe_outputs()}); the "
+                             "detector has one output [batch, anchors, 85]. Choose yolox_l.onnx as detector.")
+    _check_detector(detector)
+
+
+# ---------------------------------------------------------------------------------- the pipeline
 @dataclass
 class DWPose:
     """A detector + pose model pair. `detector` may be None: then every frame is one whole-image box."""
@@ -102,29 +262,47 @@ class DWPose:
     detector: OnnxModel | None = None
     detector_channels: str = "BGR"
     log_lines: list[str] = field(default_factory=list)
+    max_people: int = MAX_PEOPLE
 
     # ---------------------------------------------------------------------------------- detection
-    def detect_boxes(self, image_rgb: np.ndarray) -> np.ndarray:
-        """uint8 RGB (H,W,3) -> (N,4) float32 person boxes x1y1x2y2 in image pixels, best first."""
-        if self.detector is None:
-            return np.zeros((0, 4), dtype=np.float32)
+    def _detector_input(self, image_rgb: np.ndarray) -> tuple[np.ndarray, float]:
         height, width = self.detector.input_hw
         image = image_rgb[..., ::-1] if self.detector_channels == "BGR" else image_rgb
         canvas, ratio = letterbox(image, height, width, LETTERBOX_FILL)
-        output = self.detector.run(canvas.transpose(2, 0, 1)[None].astype(np.float32))[0]
-        boxes, scores = decode_boxes(output[0], (height, width), ratio)
-        return select_person_boxes(boxes, scores)[0]
+        return canvas.transpose(2, 0, 1).astype(np.float32), ratio
+
+    def _boxes_from_output(self, raw: np.ndarray, ratio: float, image_hw: tuple[int, int]) -> np.ndarray:
+        boxes, scores = decode_boxes(raw, self.detector.input_hw, ratio)
+        boxes, scores = select_person_boxes(boxes, scores)
+        boxes, dropped = clean_boxes(boxes, image_hw)
+        if len(boxes) > self.max_people:
+            log.warning("DWPose: %d people detected in one frame; keeping the %d best (limit max_people = %d)",
+                        len(boxes), self.max_people, self.max_people)
+            boxes = boxes[:self.max_people]
+        return boxes
+
+    def detect_boxes_many(self, images_rgb: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """uint8 RGB frames -> per frame (N,4) float32 person boxes x1y1x2y2 in image pixels, best first.
+        A dynamic-batch detector gets all frames in one call; a static one gets them one by one."""
+        if self.detector is None:
+            return [np.zeros((0, 4), dtype=np.float32) for _ in images_rgb]
+        prepared = [self._detector_input(image) for image in images_rgb]
+        if self.detector.batch is None and len(prepared) > 1:
+            raws = self.detector.run(np.stack([p[0] for p in prepared]))[0]
+        else:
+            raws = np.concatenate([self.detector.run(p[0][None])[0] for p in prepared])
+        return [self._boxes_from_output(raw, ratio, image.shape[:2])
+                for raw, (_, ratio), image in zip(raws, prepared, images_rgb)]
+
+    def detect_boxes(self, image_rgb: np.ndarray) -> np.ndarray:
+        """uint8 RGB (H,W,3) -> (N,4) float32 person boxes x1y1x2y2 in image pixels, best first."""
+        return self.detect_boxes_many([image_rgb])[0]
 
     # ---------------------------------------------------------------------------------- keypoints
-    def keypoints(self, image_rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes (N,4) -> COCO-WholeBody keypoints (N,133,2) in image pixels and scores (N,133)."""
-        input_h, input_w = self.pose.input_hw
-        if len(boxes) == 0:
-            return np.zeros((0, 133, 2)), np.zeros((0, 133), dtype=np.float32)
-        crops = [crop_for_box(box, input_w, input_h) for box in boxes]
-        inputs = np.stack([crop_input(image_rgb, c, input_w, input_h) for c in crops])
-        # A static batch-1 model (the published ONNX file) rejects stacked crops: loop one crop per call.
-        step = len(inputs) if self.pose.batch is None else self.pose.batch
+    def _simcc(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N,3,H,W) crops -> SimCC vectors, in calls the model accepts: as many crops as allowed per call for a
+        dynamic batch, one by one for the published batch-1 file, zero-padded for a fixed batch > 1."""
+        step = min(MAX_CROPS_PER_CALL, len(inputs)) if self.pose.batch is None else self.pose.batch
         xs, ys = [], []
         for start in range(0, len(inputs), step):
             chunk = inputs[start:start + step]
@@ -132,53 +310,104 @@ class DWPose:
             if self.pose.batch is not None and count < step:  # fixed batch > 1: pad with zeros, drop after
                 chunk = np.concatenate([chunk, np.zeros((step - count, *chunk.shape[1:]), np.float32)])
             simcc_x, simcc_y = self.pose.run(chunk, ("simcc_x", "simcc_y"))[:2]
+            expected = (round(self.pose.input_hw[1] * SIMCC_SPLIT_RATIO), round(self.pose.input_hw[0] * SIMCC_SPLIT_RATIO))
+            if (simcc_x.shape[-1], simcc_y.shape[-1]) != expected:  # graphs may leave the bin count unnamed
+                raise ModelSlotError(f"pose model '{self.pose.path}': SimCC outputs have {simcc_x.shape[-1]} x-bins "
+                                     f"and {simcc_y.shape[-1]} y-bins, expected {expected[0]} and {expected[1]} for "
+                                     f"its {self.pose.input_hw[0]}x{self.pose.input_hw[1]} input.")
             xs.append(simcc_x[:count])
             ys.append(simcc_y[:count])
-        locs, scores = decode_simcc(np.concatenate(xs), np.concatenate(ys))
-        points = np.stack([to_image(l, c, input_w, input_h) for l, c in zip(locs, crops)])
-        return points, scores
+        return np.concatenate(xs), np.concatenate(ys)
+
+    def keypoints_many(self, images_rgb: Sequence[np.ndarray], boxes: Sequence[np.ndarray]
+                       ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per frame, its boxes (N,4) -> COCO-WholeBody keypoints (N,133,2) in image pixels and scores (N,133);
+        the crops of all frames go through the pose model together."""
+        input_h, input_w = self.pose.input_hw
+        crops, inputs, owners = [], [], []
+        for frame, (image, frame_boxes) in enumerate(zip(images_rgb, boxes)):
+            for box in frame_boxes:
+                crop = crop_for_box(box, input_w, input_h)
+                crops.append(crop)
+                inputs.append(crop_input(image, crop, input_w, input_h))
+                owners.append(frame)
+        if not crops:
+            return [(np.zeros((0, WHOLEBODY_POINTS, 2)), np.zeros((0, WHOLEBODY_POINTS), dtype=np.float32))
+                    for _ in images_rgb]
+        locs, scores = decode_simcc(*self._simcc(np.stack(inputs)))
+        points = to_image_many(locs, crops, input_w, input_h)
+        owners = np.asarray(owners)
+        return [(points[owners == frame], scores[owners == frame]) for frame in range(len(images_rgb))]
+
+    def keypoints(self, image_rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (N,4) -> COCO-WholeBody keypoints (N,133,2) in image pixels and scores (N,133)."""
+        return self.keypoints_many([image_rgb], [boxes])[0]
+
+    # ---------------------------------------------------------------------------------- frames
+    @staticmethod
+    def _check_image(image_rgb: np.ndarray, where: str) -> None:
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8 or 0 in image_rgb.shape:
+            raise ValueError(f"DWPose expects a uint8 RGB image (H,W,3), got {image_rgb.dtype} {image_rgb.shape}"
+                             f"{where}")
 
     def __call__(self, image_rgb: np.ndarray, no_person: str = "empty") -> PoseFrame:
         """One uint8 RGB (H,W,3) image -> `PoseFrame` (pixels of that image)."""
-        if no_person not in NO_PERSON_MODES:
-            raise ValueError(f"no_person must be one of {NO_PERSON_MODES}, got {no_person!r}")
-        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8 or 0 in image_rgb.shape:
-            raise ValueError(f"DWPose expects a uint8 RGB image (H,W,3), got {image_rgb.dtype} {image_rgb.shape}")
-        height, width = image_rgb.shape[:2]
-        boxes = self.detect_boxes(image_rgb)
-        if len(boxes) == 0:
-            if self.detector is not None and no_person == "error":
-                raise NoPersonError("No person was detected. Use a clearer photo, or set 'no person' to "
-                                    "'empty' (empty pose) or 'whole image' (treat the whole image as one person).")
-            if self.detector is not None and no_person == "empty":
-                return PoseFrame(width, height, [])
-            boxes = np.array([[0, 0, width, height]], dtype=np.float32)
-        points, scores = self.keypoints(image_rgb, boxes)
-        return PoseFrame(width, height, people_from_wholebody(points, scores))
+        try:
+            return self.run_batch([image_rgb], no_person)[0]
+        except NoPersonError as err:
+            raise NoPersonError(str(err).removeprefix("frame 0: ")) from err
 
     def run_batch(self, images_rgb: Sequence[np.ndarray], no_person: str = "empty",
-                  progress: Callable[[int, int], None] | None = None) -> list[PoseFrame]:
-        """Frames one by one; `progress(i, n)` after each (it may raise to interrupt between frames)."""
-        frames = []
+                  progress: Callable[[int, int], None] | None = None,
+                  frames_per_chunk: int = FRAMES_PER_CHUNK) -> list[PoseFrame]:
+        """Frames in chunks (detector batched where it allows, all crops of a chunk in one pose call); results
+        are those of frame-by-frame runs. `progress(i, n)` for each frame once its chunk is done (it may raise
+        to interrupt)."""
+        if no_person not in NO_PERSON_MODES:
+            raise ValueError(f"no_person must be one of {NO_PERSON_MODES}, got {no_person!r}")
         for i, image in enumerate(images_rgb):
-            try:
-                frames.append(self(image, no_person))
-            except NoPersonError as err:
-                raise NoPersonError(f"frame {i}: {err}") from err
-            if progress is not None:
-                progress(i + 1, len(images_rgb))
+            self._check_image(image, f" (frame {i})" if len(images_rgb) > 1 else "")
+        frames: list[PoseFrame] = []
+        total = len(images_rgb)
+        for start in range(0, total, max(1, frames_per_chunk)):
+            chunk = list(images_rgb[start:start + max(1, frames_per_chunk)])
+            boxes = self.detect_boxes_many(chunk)
+            empty = []
+            for i, (image, frame_boxes) in enumerate(zip(chunk, boxes)):
+                if len(frame_boxes):
+                    continue
+                if self.detector is not None and no_person == "error":
+                    raise NoPersonError(f"frame {start + i}: No person was detected. Use a clearer photo, or set "
+                                        "'no person' to 'empty' (empty pose) or 'whole image' (treat the whole "
+                                        "image as one person).")
+                if self.detector is not None and no_person == "empty":
+                    empty.append(i)
+                else:
+                    height, width = image.shape[:2]
+                    boxes[i] = np.array([[0, 0, width, height]], dtype=np.float32)
+            results = self.keypoints_many(chunk, boxes)
+            for i, (image, (points, scores)) in enumerate(zip(chunk, results)):
+                height, width = image.shape[:2]
+                people = [] if i in empty else people_from_wholebody(points, scores)
+                frames.append(PoseFrame(width, height, people))
+            if progress is not None:  # frame by frame, so the bar counts frames (Cancel acts between chunks)
+                for done in range(len(frames) - len(chunk) + 1, len(frames) + 1):
+                    progress(done, total)
         return frames
 
 
 def load_dwpose(pose_path: str, detector_path: str | None = None, provider: str = "auto",
                 detector_channels: str = "BGR") -> DWPose:
-    """Open the two ONNX files; log (and keep in `log_lines`) which providers each session really uses."""
+    """Open the two ONNX files, refuse files in the wrong slot, and log (and keep in `log_lines`) which
+    providers each session really uses and, when a GPU provider was asked for but not used, why."""
     if detector_channels not in CHANNEL_ORDERS:
         raise ValueError(f"detector_channels must be one of {CHANNEL_ORDERS}, got {detector_channels!r}")
     ort = _onnxruntime()
-    wanted = _providers(provider, ort.get_available_providers())
+    available = list(ort.get_available_providers())
+    wanted = _providers(provider, available)
     pose = OnnxModel.open(pose_path, wanted, "pose")
     detector = OnnxModel.open(detector_path, wanted, "detector") if detector_path else None
+    check_slots(pose, detector)
     model = DWPose(pose, detector, detector_channels)
     for name, m in (("pose", pose), ("detector", detector)):
         if m is None:
@@ -186,7 +415,15 @@ def load_dwpose(pose_path: str, detector_path: str | None = None, provider: str 
         line = f"DWPose {name} model {m.path}: input {m.input_hw[0]}x{m.input_hw[1]}, " \
                f"batch {m.batch or 'dynamic'}, running on {', '.join(m.providers)}"
         if wanted[0] != "CPUExecutionProvider" and m.providers[0] == "CPUExecutionProvider":
-            line += f" (asked for {wanted[0]}, which failed to start: check the CUDA/cuDNN libraries)"
+            reason = cuda_diagnosis(available) if wanted[0] in GPU_PROVIDERS else "check its drivers and libraries."
+            line += f" (asked for {wanted[0]}, which failed to start: {reason})"
+        elif provider == "auto" and m.providers[0] == "CPUExecutionProvider" and _gpu_wheel_expected():
+            line += f" (no GPU provider: {cuda_diagnosis(available)})"
         log.info(line)
         model.log_lines.append(line)
     return model
+
+
+def _gpu_wheel_expected() -> bool:
+    """True when an onnxruntime-gpu distribution is installed (then running on the CPU needs explaining)."""
+    return "onnxruntime-gpu" in _installed_distributions()

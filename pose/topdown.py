@@ -80,3 +80,12 @@ def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray,
 def to_image(locs: np.ndarray, crop: Crop, input_w: int, input_h: int) -> np.ndarray:
     """Crop pixels (K,2) -> image pixels: p / (w, h) * scale + centre - scale / 2."""
     return locs / np.array([input_w, input_h]) * crop.scale + crop.center - crop.scale / 2
+
+
+def to_image_many(locs: np.ndarray, crops: list[Crop], input_w: int, input_h: int) -> np.ndarray:
+    """`to_image` for (N,K,2) locations of N crops at once (same arithmetic, so the same numbers)."""
+    if not crops:
+        return np.zeros((0, locs.shape[1], 2))
+    centers = np.stack([c.center for c in crops])[:, None]
+    scales = np.stack([c.scale for c in crops])[:, None]
+    return locs / np.array([input_w, input_h]) * scales + centers - scales / 2

@@ -33,14 +33,18 @@ def plant_box(rows: np.ndarray, box_in_input, score: float, cls: int = 0, level:
     return row
 
 
-def detector_model(path, rows: np.ndarray) -> str:
+def detector_model(path, rows: np.ndarray, batch=1) -> str:
+    """`rows` (A, C) planted as the output for every image; `batch` an int (static) or a name (dynamic)."""
     const = numpy_helper.from_array(rows[None].astype(np.float32), "planted")
-    nodes = [helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
-             helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
-             helper.make_node("Add", ["planted", "nothing"], ["output"])]
     zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
-    return _save(nodes, [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
-                 [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8400, 85])], [const, zero], path)
+    axes = numpy_helper.from_array(np.array([1, 2], np.int64), "axes")
+    nodes = [helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+             helper.make_node("Unsqueeze", ["nothing", "axes"], ["nothing3"]),
+             helper.make_node("Add", ["planted", "nothing3"], ["output"])]
+    return _save(nodes, [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, 640, 640])],
+                 [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, *rows.shape])],
+                 [const, zero, axes], path)
 
 
 def pose_model(path, simcc_x: np.ndarray, simcc_y: np.ndarray, batch=1, input_hw=(384, 288)) -> str:
@@ -56,8 +60,9 @@ def pose_model(path, simcc_x: np.ndarray, simcc_y: np.ndarray, batch=1, input_hw
              helper.make_node("Add", ["py", "zeros3"], ["simcc_y"])]
     h, w = input_hw
     return _save(nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, h, w])],
-                 [helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [batch, 133, 2 * w]),
-                  helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [batch, 133, 2 * h])], inits, path)
+                 [helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [batch, 133, simcc_x.shape[-1]]),
+                  helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [batch, 133, simcc_y.shape[-1]])],
+                 inits, path)
 
 
 def planted_keypoints(seed: int = 0, input_hw=(384, 288)):

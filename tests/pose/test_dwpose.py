@@ -203,3 +203,134 @@ def test_256x192_model_input_size_is_read_from_the_session(models, tmp_path):
     scale = np.array([w, w / 0.75]) if w > 0.75 * h else np.array([0.75 * h, h])
     expected = crop_xy / np.array([192, 256]) * scale + np.array([x1 + x2, y1 + y2]) / 2 - scale / 2
     np.testing.assert_allclose(points[0], expected, atol=1e-9)
+
+
+# ------------------------------------------------------------------ identity, batching, slots, junk boxes
+def test_extraction_is_identical_to_the_code_before_batching(tmp_path):
+    """POSE_KEYPOINT digest recorded with the pre-batching, pre-OpenCV-exact pipeline (commit f10b369) on these
+    planted models (whose outputs do not depend on pixels, so exactness changes nothing here)."""
+    import hashlib
+    import json
+
+    from posetransfer.pose.formats import pose_keypoint_from_frames
+
+    rows = np.zeros((8400, 85), np.float32)
+    plant_box(rows, [v * RATIO for v in (300, 100, 460, 500)], 0.9, level=2)
+    plant_box(rows, [v * RATIO + 3 for v in (300, 100, 460, 500)], 0.8, level=1)
+    plant_box(rows, [v * RATIO for v in (40, 60, 200, 420)], 0.6, level=1)
+    plant_box(rows, [v * RATIO for v in (700, 300, 800, 480)], 0.5, level=0)  # crosses the right edge
+    _, _, sx, sy = planted_keypoints()
+    dw = load_dwpose(pose_model(tmp_path / "p.onnx", sx, sy), detector_model(tmp_path / "d.onnx", rows), "CPU")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (512, 768, 3), dtype=np.uint8) for _ in range(3)]
+    value = pose_keypoint_from_frames(dw.run_batch(images), real_scores=True)
+    assert hashlib.sha256(json.dumps(value).encode()).hexdigest()[:16] == "eb90ec77b368665c"
+
+
+def test_batched_runs_equal_frame_by_frame_runs(models, tmp_path):
+    rows = np.zeros((8400, 85), np.float32)
+    plant_box(rows, [v * RATIO for v in (300, 100, 460, 500)], 0.9, level=2)
+    plant_box(rows, [v * RATIO for v in (40, 60, 200, 420)], 0.6, level=1)
+    dynamic_det = detector_model(tmp_path / "det_dyn.onnx", rows, batch="batch")
+    _, _, sx, sy = planted_keypoints()
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(512, 768, 3)] * 3 + [(300, 200, 3)] * 2]
+    for pose_key in ("pose1", "pose_dyn", "pose5"):
+        dw = load_dwpose(models[pose_key], dynamic_det)
+        assert dw.detector.batch is None
+        batched = dw.run_batch(images, frames_per_chunk=4)
+        single = [dw(image) for image in images]
+        for a, b in zip(batched, single):
+            assert (a.width, a.height, len(a.people)) == (b.width, b.height, len(b.people)) and len(a.people) == 2
+            for pa, pb in zip(a.people, b.people):
+                for part_a, part_b in zip(pa.parts().values(), pb.parts().values()):
+                    np.testing.assert_array_equal(part_a, part_b)
+
+
+def test_pose_calls_take_all_crops_of_a_chunk(models, monkeypatch):
+    dw = load_dwpose(models["pose_dyn"], models["det"])
+    calls = []
+    real_run = dw.pose.run
+    monkeypatch.setattr(dw.pose, "run", lambda batch, outputs=None: calls.append(len(batch)) or real_run(batch, outputs))
+    dw.run_batch([_image()] * 5, frames_per_chunk=16)
+    assert calls == [10]  # 5 frames x 2 people, one call
+
+
+def test_swapped_files_are_refused_naming_both(models):
+    from posetransfer.pose.dwpose import ModelSlotError
+
+    with pytest.raises(ModelSlotError, match="swapped") as err:
+        load_dwpose(models["det"], models["pose1"])
+    assert "yolox_l.onnx" in str(err.value) and "dw-ll_ucoco_384.onnx" in str(err.value)
+
+
+def test_wrong_files_are_refused_per_slot(models, tmp_path):
+    from posetransfer.pose.dwpose import ModelSlotError
+
+    with pytest.raises(ModelSlotError, match=r"pose model '.*yolox_l.onnx' is a person detector"):
+        load_dwpose(models["det"], None)
+    with pytest.raises(ModelSlotError, match=r"detector '.*bs5.onnx' is a DWPose pose model"):
+        load_dwpose(models["pose1"], models["pose5"])
+    six = detector_model(tmp_path / "six.onnx", np.zeros((8400, 6), np.float32))
+    with pytest.raises(ModelSlotError, match=r"six.onnx'.*6 columns.*85"):
+        load_dwpose(models["pose1"], six)
+    _, _, sx, sy = planted_keypoints()
+    narrow = pose_model(tmp_path / "narrow.onnx", sx[:, :500], sy)  # simcc_x 500 bins for a 288-wide input
+    with pytest.raises(ModelSlotError, match=r"narrow.onnx'.*500 x-bins.*576"):
+        load_dwpose(narrow, models["det"])
+
+
+def test_junk_boxes_are_clipped_dropped_and_capped(models, tmp_path, caplog):
+    from posetransfer.pose import detector as det
+    from posetransfer.pose.dwpose import MAX_PEOPLE
+
+    boxes = np.array([[-1e8, -1e8, 1e8, 1e8], [10, 10, 10.5, 300], [np.nan, 0, 5, 5], [5, 5, 100, 200],
+                      [-3, -2, 120, 90]], np.float32)
+    kept, dropped = det.clean_boxes(boxes, (100, 200))
+    assert dropped == 2
+    np.testing.assert_array_equal(kept[0], [-200, -100, 400, 200])  # clipped to the image grown by its size
+    np.testing.assert_array_equal(kept[1:], boxes[[3, 4]])  # boxes within the margin stay exactly as given
+    # a detector emitting thousands of confident boxes, some huge: no crash, capped with a message
+    rows = np.zeros((8400, 85), np.float32)
+    rng = np.random.default_rng(0)
+    rows[:, :2] = rng.uniform(0, 1, (8400, 2))
+    rows[:, 2:4] = rng.uniform(-3, 3, (8400, 2))
+    rows[::7, 2:4] = 40.0  # exp(40) * stride: ~1e18 px wide
+    rows[:, 4], rows[:, 5] = 1.0, rng.uniform(0.31, 1.0, 8400)
+    junk = detector_model(tmp_path / "junk.onnx", rows)
+    dw = load_dwpose(models["pose_dyn"], junk)
+    with caplog.at_level("WARNING"):
+        frame = dw(_image())
+    assert 0 < len(frame.people) <= MAX_PEOPLE
+    assert f"max_people = {MAX_PEOPLE}" in caplog.text
+
+
+def test_cuda_diagnosis_names_the_cause():
+    from posetransfer.pose.dwpose import cuda_diagnosis
+
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    both = cuda_diagnosis(["CPUExecutionProvider"], {"onnxruntime", "onnxruntime-gpu"}, lambda name: True)
+    assert "Both 'onnxruntime' (CPU) and 'onnxruntime-gpu'" in both
+    cpu_only = cuda_diagnosis(["AzureExecutionProvider", "CPUExecutionProvider"], {"onnxruntime"}, lambda n: True)
+    assert "CPU-only build" in cpu_only and "onnxruntime-gpu" in cpu_only
+    no_libs = cuda_diagnosis(gpu, {"onnxruntime-gpu"}, lambda name: "cudart" in name)
+    assert "libcublasLt.so.12" in no_libs and "libcudnn.so.9" in no_libs and "libcudart" not in no_libs
+    driver = cuda_diagnosis(gpu, {"onnxruntime-gpu"}, lambda name: True)
+    assert "driver" in driver
+
+
+def test_asking_for_cuda_on_a_cpu_wheel_says_why(models, monkeypatch):
+    from posetransfer.pose import dwpose as dwpose_module
+
+    monkeypatch.setattr(dwpose_module, "_installed_distributions", lambda: {"onnxruntime"})
+    with pytest.raises(RuntimeError, match="CPU-only build"):
+        load_dwpose(models["pose1"], provider="CUDA")
+
+
+def test_io_binding_path_gives_the_same_outputs(models):
+    dw = load_dwpose(models["pose_dyn"], models["det"])
+    plain = dw(_image())
+    dw.pose.io_binding = dw.detector.io_binding = True  # what a CUDA session uses; onnxruntime runs it on CPU too
+    bound = dw(_image())
+    for a, b in zip(plain.people, bound.people):
+        np.testing.assert_array_equal(a.body, b.body)
