@@ -10,6 +10,7 @@ Canvases are uint8 arrays (H,W,C) or (H,W); colours are sequences of C numbers r
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -172,18 +173,50 @@ def _line_fixed(canvas: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], co
     _put(canvas, xs, ys, col)
 
 
+def _outline(canvas: np.ndarray, pts: np.ndarray, col: np.ndarray, shift: int) -> None:
+    """The polygon's 8-connected outline (drawn first by OpenCV, so thin slivers still show). Edges that lie
+    on the canvas are rasterised together; the rare ones that need clipping go one by one."""
+    prev = np.roll(pts, 1, axis=0)
+    if shift:
+        for p, q in zip(prev, pts):
+            _line_fixed(canvas, (int(p[0]) << (XY_SHIFT - shift), int(p[1]) << (XY_SHIFT - shift)),
+                        (int(q[0]) << (XY_SHIFT - shift), int(q[1]) << (XY_SHIFT - shift)), col)
+        return
+    height, width = canvas.shape[:2]
+    inside = ((pts[:, 0] >= 0) & (pts[:, 0] < width) & (pts[:, 1] >= 0) & (pts[:, 1] < height))
+    on_canvas = inside & np.roll(inside, 1)
+    for p, q in zip(prev[~on_canvas], pts[~on_canvas]):
+        _thin_line(canvas, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), col)
+    if not on_canvas.any():
+        return
+    a, b = prev[on_canvas], pts[on_canvas]
+    swap = b[:, 0] < a[:, 0]  # drawn left to right, as `_line_points`
+    a, b = np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)
+    dx, dy = b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]
+    step_y = np.where(dy >= 0, 1, -1)
+    dy = np.abs(dy)
+    steep = dy > dx
+    major, minor = np.where(steep, dy, dx), np.where(steep, dx, dy)
+    counts = major + 1
+    k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    major_r, minor_r = np.repeat(major, counts), np.repeat(minor, counts)
+    moves = np.where(major_r > 0, (2 * minor_r * k + major_r - 1) // np.maximum(2 * major_r, 1), k)
+    steep_r, step_r = np.repeat(steep, counts), np.repeat(step_y, counts)
+    xs = np.repeat(a[:, 0], counts) + np.where(steep_r, moves, k)
+    ys = np.repeat(a[:, 1], counts) + step_r * np.where(steep_r, k, moves)
+    canvas[ys, xs] = col
+
+
 def _fill_convex(canvas: np.ndarray, pts: np.ndarray, col: np.ndarray, shift: int) -> None:
-    """OpenCV's `FillConvexPoly` (8-connected outline, then a two-edge scanline fill)."""
+    """OpenCV's `FillConvexPoly` (8-connected outline, then a two-edge scanline fill).
+
+    OpenCV walks two edge chains down from the top vertex, row by row. The chains change only at vertices, so
+    the walk is simulated per vertex and the rows between two vertex events are filled in one step: x of an
+    edge is x_start + dx * (rows since it started), exactly as the row loop accumulates it.
+    """
     n = len(pts)
     delta = (1 << shift) >> 1
-    prev = pts[-1]
-    for p in pts:  # the outline is drawn first, so thin slivers still show
-        if shift == 0:
-            _thin_line(canvas, (int(prev[0]), int(prev[1])), (int(p[0]), int(p[1])), col)
-        else:
-            _line_fixed(canvas, (int(prev[0]) << (XY_SHIFT - shift), int(prev[1]) << (XY_SHIFT - shift)),
-                        (int(p[0]) << (XY_SHIFT - shift), int(p[1]) << (XY_SHIFT - shift)), col)
-        prev = p
+    _outline(canvas, pts, col, shift)
     xs_all, ys_all = pts[:, 0].astype(np.int64), pts[:, 1].astype(np.int64)
     ymin, ymax = (int(ys_all.min()) + delta) >> shift, (int(ys_all.max()) + delta) >> shift
     xmin, xmax = (int(xs_all.min()) + delta) >> shift, (int(xs_all.max()) + delta) >> shift
@@ -191,43 +224,66 @@ def _fill_convex(canvas: np.ndarray, pts: np.ndarray, col: np.ndarray, shift: in
     if n < 3 or xmax < 0 or ymax < 0 or xmin >= width or ymin >= height:
         return
     ymax = min(ymax, height - 1)
+    xs_list, ys_list = xs_all.tolist(), ys_all.tolist()
     imin = int(np.argmin(ys_all))  # first vertex with the smallest y
-    edges = [{"idx": imin, "di": 1, "x": -XY_ONE, "dx": 0, "ye": ymin},
-             {"idx": imin, "di": n - 1, "x": -XY_ONE, "dx": 0, "ye": ymin}]
+    edges = [[imin, 1, -XY_ONE, 0, ymin], [imin, n - 1, -XY_ONE, 0, ymin]]  # idx, step, x, dx, end row
     remaining = n
     half = XY_ONE >> 1
     y = ymin
+    events = []  # (first row, end row, x and dx of both edges): rows between two vertex events
     while True:
         for edge in edges:
-            if y < edge["ye"]:
+            if y < edge[4]:
                 continue
-            idx0 = edge["idx"]
-            idx = (idx0 + edge["di"]) % n
+            idx0 = edge[0]
+            idx = (idx0 + edge[1]) % n
             while True:
                 remaining -= 1
                 if remaining < 0:
                     break
-                ty = (int(ys_all[idx]) + delta) >> shift
+                ty = (ys_list[idx] + delta) >> shift
                 if ty > y:
-                    xs = int(xs_all[idx0]) << (XY_SHIFT - shift)
-                    xe = int(xs_all[idx]) << (XY_SHIFT - shift)
-                    edge["ye"] = ty
-                    edge["dx"] = _trunc_div((xe - xs) * 2 + (ty - y), 2 * (ty - y))
-                    edge["x"] = xs
-                    edge["idx"] = idx
+                    xs = xs_list[idx0] << (XY_SHIFT - shift)
+                    xe = xs_list[idx] << (XY_SHIFT - shift)
+                    edge[4] = ty
+                    edge[3] = _trunc_div((xe - xs) * 2 + (ty - y), 2 * (ty - y))
+                    edge[2] = xs
+                    edge[0] = idx
                     break
                 idx0 = idx
-                idx = (idx + edge["di"]) % n
+                idx = (idx + edge[1]) % n
         if remaining < 0:
             break
-        if y >= 0:
-            left, right = sorted((edges[0]["x"], edges[1]["x"]))
-            _hline(canvas, y, (left + half) >> XY_SHIFT, (right + half) >> XY_SHIFT, col)
-        edges[0]["x"] += edges[0]["dx"]
-        edges[1]["x"] += edges[1]["dx"]
-        y += 1
+        stop = min(edges[0][4], edges[1][4], ymax + 1)
+        events.append((y, stop, edges[0][2], edges[0][3], edges[1][2], edges[1][3]))
+        edges[0][2] += edges[0][3] * (stop - y)
+        edges[1][2] += edges[1][3] * (stop - y)
+        y = stop
         if y > ymax:
             break
+    if not events:
+        return
+    first, end, x0, dx0, x1, dx1 = (np.array(v, dtype=np.int64) for v in zip(*events))
+    counts = end - first
+    step = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    rows = np.repeat(first, counts) + step
+    a = np.repeat(x0, counts) + np.repeat(dx0, counts) * step
+    b = np.repeat(x1, counts) + np.repeat(dx1, counts) * step
+    _fill_spans(canvas, rows, (np.minimum(a, b) + half) >> XY_SHIFT, (np.maximum(a, b) + half) >> XY_SHIFT, col)
+
+
+def _fill_spans(canvas: np.ndarray, rows: np.ndarray, left: np.ndarray, right: np.ndarray, col: np.ndarray) -> None:
+    """Horizontal spans [left, right] on `rows`, clipped to the canvas, in one flat-index assignment."""
+    height, width = canvas.shape[:2]
+    left, right = np.maximum(left, 0), np.minimum(right, width - 1)
+    keep = (rows >= 0) & (rows < height) & (right >= left)
+    if not keep.any():
+        return
+    rows, left, right = rows[keep], left[keep], right[keep]
+    counts = right - left + 1
+    step = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    flat = canvas.reshape(height * width, -1) if canvas.ndim == 3 else canvas.reshape(-1)
+    flat[np.repeat(rows * width + left, counts) + step] = col
 
 
 def _trunc_div(a: int, b: int) -> int:
@@ -241,14 +297,14 @@ def fill_convex_poly(canvas: np.ndarray, polygon: np.ndarray, color: Sequence[fl
     _fill_convex(canvas, np.asarray(polygon, dtype=np.int64).reshape(-1, 2), _color(canvas, color), 0)
 
 
-def _circle(canvas: np.ndarray, center: tuple[int, int], radius: int, col: np.ndarray) -> None:
-    cx, cy = center
+@lru_cache(maxsize=64)
+def _disc_offsets(radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dy, dx) of every pixel of OpenCV's filled midpoint circle of `radius` (spans of its octants)."""
+    spans = {}
     err, dx, dy, plus, minus = 0, radius, 0, 1, (radius << 1) - 1
-    while dx >= dy:  # OpenCV's midpoint circle; a filled disc is horizontal spans of its octants
-        _hline(canvas, cy - dy, cx - dx, cx + dx, col)
-        _hline(canvas, cy + dy, cx - dx, cx + dx, col)
-        _hline(canvas, cy - dx, cx - dy, cx + dy, col)
-        _hline(canvas, cy + dx, cx - dy, cx + dy, col)
+    while dx >= dy:
+        for row, half in ((-dy, dx), (dy, dx), (-dx, dy), (dx, dy)):
+            spans[row] = max(spans.get(row, -1), half)
         dy += 1
         err += plus
         plus += 2
@@ -256,6 +312,26 @@ def _circle(canvas: np.ndarray, center: tuple[int, int], radius: int, col: np.nd
             err -= minus
             dx -= 1
             minus -= 2
+    rows = [(row, col) for row, half in spans.items() for col in range(-half, half + 1)]
+    offsets = np.array(rows, dtype=np.int64).reshape(-1, 2)
+    return offsets[:, 0], offsets[:, 1]
+
+
+def _circle(canvas: np.ndarray, center: tuple[int, int], radius: int, col: np.ndarray) -> None:
+    if radius < 0:
+        return
+    dys, dxs = _disc_offsets(int(radius))
+    _put(canvas, center[0] + dxs, center[1] + dys, col)
+
+
+def fill_circles(canvas: np.ndarray, centers: np.ndarray, radius: int, color: Sequence[float]) -> None:
+    """Many `cv2.circle(canvas, c, radius, color, -1)` of one colour in one assignment (same pixels: discs of
+    one colour may overlap in any order)."""
+    centers = np.asarray(centers, dtype=np.int64).reshape(-1, 2)
+    if len(centers) == 0 or radius < 0:
+        return
+    dys, dxs = _disc_offsets(int(radius))
+    _put(canvas, (centers[:, :1] + dxs).ravel(), (centers[:, 1:] + dys).ravel(), _color(canvas, color))
 
 
 def fill_circle(canvas: np.ndarray, center: tuple[int, int], radius: int, color: Sequence[float]) -> None:

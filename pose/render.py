@@ -13,7 +13,7 @@ import numpy as np
 
 from .imageops import resize_linear
 from .keypoints import HAND_EDGES, LIMBS, Person, PoseFrame
-from .raster import draw_line, ellipse_poly, fill_circle, fill_convex_poly
+from .raster import draw_line, ellipse_poly, fill_circle, fill_circles, fill_convex_poly
 
 # ControlNet's 18 OpenPose colours (RGB); limb i and joint i use colour i.
 COLORS = ((255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0), (0, 255, 0),
@@ -95,9 +95,8 @@ def _draw_hand(canvas: np.ndarray, hand: np.ndarray, size: np.ndarray, line: int
         p, q = pixels[i], pixels[j]
         if p is not None and q is not None and min(*p, *q) > EPS:
             draw_line(canvas, p, q, _hand_edge_color(edge), thickness=line)
-    for p in pixels:
-        if p is not None and p[0] > EPS and p[1] > EPS:
-            fill_circle(canvas, p, dot, (0, 0, 255))
+    dots = [p for p in pixels if p is not None and p[0] > EPS and p[1] > EPS]
+    fill_circles(canvas, np.array(dots, dtype=np.int64).reshape(-1, 2), dot, (0, 0, 255))  # one colour: any order
 
 
 # ------------------------------------------------------------------------------------ controlnet_aux
@@ -132,9 +131,9 @@ def render_controlnet_aux(frame: PoseFrame, height: int, width: int, draw_body: 
                 if hand is not None:
                     _draw_hand(canvas, hand, ones, line=2, dot=4)
         if draw_face and person.face is not None:
-            for x, y, s in person.face:
-                if s > 0 and int(x) > EPS and int(y) > EPS:
-                    fill_circle(canvas, (int(x), int(y)), 3, (255, 255, 255))
+            face = person.face[person.face[:, 2] > 0, :2].astype(np.int64)  # int() truncation, as the peer
+            face = face[(face[:, 0] > EPS) & (face[:, 1] > EPS)]
+            fill_circles(canvas, face, 3, (255, 255, 255))
     return canvas
 
 
