@@ -13,7 +13,8 @@ import torch
 from ..models.images import bchw_to_comfy, comfy_to_bchw, from_uint8, to_uint8
 from ..pose.align import ALIGN_MODES, align_frames
 from ..pose.dwpose import CHANNEL_ORDERS, NO_PERSON_MODES, PROVIDER_CHOICES, load_dwpose
-from ..pose.formats import frames_from_pose_keypoint, load_openpose_json, pose_keypoint_from_frames, save_openpose_json
+from ..pose.formats import (SCHEMAS, frames_from_pose_keypoint, load_openpose_json, openpose_json,
+                            pose_keypoint_from_frames, save_openpose_json)
 from ..pose.keypoints import SELECTIONS, Person, PoseFrame, select_people
 from ..pose.render import STYLES, render_controlnet_aux, render_pcdms
 from .comfy_adapter import (input_directory, io, make_schema, model_file_list, output_directory, progress_callback,
@@ -22,6 +23,10 @@ from .inputs import DWPOSE_HINT, POSE_CATEGORY, DWPoseModel, PoseKeypoint
 
 NO_DETECTOR = "none (whole image)"
 POSE_TOOLTIP = "Poses: a list with one OpenPose-style dict per image (from DWPose, other packs, or a JSON file)."
+SCHEMA_TOOLTIP = ("controlnet_aux: confidence 1.0 for kept points, null for absent hands/face (what "
+                  "comfyui_controlnet_aux tools read). core: as ComfyUI core's SDPose writes it: every part of every "
+                  "person as a full list (feet 6 points, face 70), real scores. Hands keep the OpenPose labels "
+                  "(hand_left = the person's left hand) in both.")
 STYLE_TOOLTIP = ("pcdms: what the PCDMs models were trained on (thin hands, no face, drawn at 512 then resized). "
                  "controlnet_aux: the comfyui_controlnet_aux DWPose look (thick hands, face dots).")
 
@@ -52,13 +57,14 @@ def render_frames(frames: list[PoseFrame], style: str, height: int, width: int, 
     return to_output(bchw_to_comfy(from_uint8(images)))
 
 
-def _without(frame: PoseFrame, hands: bool, face: bool) -> PoseFrame:
-    """Disabled parts become null in POSE_KEYPOINT, as the peer's detect_hand/detect_face switches do."""
+def _without(frame: PoseFrame, hands: bool, face: bool, feet: bool = False) -> PoseFrame:
+    """Disabled parts become null in POSE_KEYPOINT, as the peer's detect_hand/detect_face switches do; feet are
+    kept only for core's schema (the peer never writes them)."""
     people = []
     for p in frame.people:
         parts = {"left_hand": p.left_hand if hands else None, "right_hand": p.right_hand if hands else None,
-                 "face": p.face if face else None}
-        people.append(Person(body=p.body, feet=p.feet, extra=dict(p.extra), **parts))
+                 "face": p.face if face else None, "feet": p.feet if feet else None}
+        people.append(Person(body=p.body, extra=dict(p.extra), **parts))
     return PoseFrame(frame.width, frame.height, people, dict(frame.extra))
 
 
@@ -123,6 +129,8 @@ class DWPoseExtract(io.ComfyNode):
                 io.Boolean.Input("real_scores", default=False,
                                  tooltip="Write the model's scores as confidences instead of 1.0 (comfyui_controlnet_aux "
                                          "tools treat confidence below 1.0 as missing, so keep this off for them)."),
+                io.Combo.Input("keypoint_schema", options=list(SCHEMAS), default="controlnet_aux", optional=True,
+                               tooltip=SCHEMA_TOOLTIP),
             ],
             outputs=[
                 PoseKeypoint.Output(display_name="pose_keypoint",
@@ -135,13 +143,16 @@ class DWPoseExtract(io.ComfyNode):
     @classmethod
     def execute(cls, dwpose, image: torch.Tensor, person: str = "all", person_index: int = 0,
                 no_person: str = "empty", style: str = "pcdms", hands: bool = True,
-                face: bool = True, real_scores: bool = False) -> io.NodeOutput:
+                face: bool = True, real_scores: bool = False, keypoint_schema: str = "controlnet_aux") -> io.NodeOutput:
         images = images_to_uint8(image)
         frames = dwpose.run_batch(images, no_person, progress_callback(len(images)))
         frames = [PoseFrame(f.width, f.height, select_people(f.people, person, person_index)) for f in frames]
-        frames = [_without(f, hands, face) for f in frames]
+        frames = [_without(f, hands, face, feet=keypoint_schema == "core") for f in frames]
         height, width = images[0].shape[:2]
-        return io.NodeOutput(pose_keypoint_from_frames(frames, real_scores), render_frames(frames, style, height, width))
+        value = pose_keypoint_from_frames(frames, real_scores, keypoint_schema)
+        # the same UI string comfyui_controlnet_aux's DWPose node sends, which pose editors read
+        return io.NodeOutput(value, render_frames(frames, style, height, width),
+                             ui={"openpose_json": [openpose_json(value)]})
 
 
 class RenderPose(io.ComfyNode):
@@ -264,12 +275,15 @@ class SaveOpenPoseJSON(io.ComfyNode):
                 io.Boolean.Input("real_scores", default=False,
                                  tooltip="Write detector scores instead of 1.0 (comfyui_controlnet_aux treats "
                                          "confidence below 1.0 as missing)."),
+                io.Combo.Input("keypoint_schema", options=list(SCHEMAS), default="controlnet_aux", optional=True,
+                               tooltip=SCHEMA_TOOLTIP),
             ],
             outputs=[io.String.Output(display_name="path", tooltip="Path of the written file.")],
         )
 
     @classmethod
-    def execute(cls, pose_keypoint, filename_prefix: str = "poses/pose", real_scores: bool = False) -> io.NodeOutput:
+    def execute(cls, pose_keypoint, filename_prefix: str = "poses/pose", real_scores: bool = False,
+                keypoint_schema: str = "controlnet_aux") -> io.NodeOutput:
         frames = frames_from_pose_keypoint(pose_keypoint)
         if os.path.isabs(filename_prefix) or ".." in filename_prefix.replace("\\", "/").split("/"):
             raise ValueError(f"filename_prefix must stay inside the output folder, got '{filename_prefix}'")
@@ -277,7 +291,7 @@ class SaveOpenPoseJSON(io.ComfyNode):
         counter = 1
         while os.path.exists(f"{base}_{counter:05d}.json"):
             counter += 1
-        return io.NodeOutput(save_openpose_json(frames, f"{base}_{counter:05d}.json", real_scores))
+        return io.NodeOutput(save_openpose_json(frames, f"{base}_{counter:05d}.json", real_scores, keypoint_schema))
 
 
 NODES = [DWPoseLoader, DWPoseExtract, RenderPose, AlignPose, LoadOpenPoseJSON, SaveOpenPoseJSON]

@@ -3,9 +3,25 @@
 POSE_KEYPOINT (the io_type comfyui_controlnet_aux and ComfyUI core exchange) is a list with one dict per image:
 ``{"people": [{"pose_keypoints_2d": [x0,y0,c0,...], "face_keypoints_2d": ..., "hand_left_keypoints_2d": ...,
 "hand_right_keypoints_2d": ...}], "canvas_width": W, "canvas_height": H}`` with flat lists in absolute pixels.
-We write what controlnet_aux tools accept: c = 1.0 for present points and 0,0,0 for missing ones (or the real
-scores on request), `null` for absent face/hands. We read pixel or normalised (all within [0,1]) parts,
-`null` parts, missing keys, extra keys (kept), and refuse animal-only frames with a clear message.
+Two schemas are written (`SCHEMAS`):
+- "controlnet_aux" (default): c = 1.0 for present points and 0,0,0 for missing ones (or the real scores on
+  request), `null` for absent face/hands, feet only when present (the DWPose Extract node drops them in this
+  schema, so its output is byte for byte comfyui_controlnet_aux's).
+- "core": as ComfyUI core's SDPose nodes write it (comfy_extras/nodes_sdpose.py): every person has all five
+  parts as full lists (`foot_keypoints_2d` 6 points, face 70 = 68 landmarks + right and left eye), real
+  scores, neck score min(shoulders), missing points 0,0,0.
+We read both, pixel or normalised (all within [0,1]) parts, `null` parts, missing keys, extra keys (kept),
+and refuse animal-only frames with a clear message. A point is present when its confidence is at least
+`VISIBILITY_THRESHOLD` (0.3, the threshold of DWPose, core's drawer and controlnet_aux) and it is not (0,0):
+real-score producers (core, CMU OpenPose) write low-confidence guesses that must not be drawn.
+
+Which hand is which: `hand_left_keypoints_2d` is the person's LEFT hand, the one attached to the left wrist
+(OpenPose body point 7), as in CMU OpenPose and comfyui_controlnet_aux. That is COCO-WholeBody points 91-111
+(92-112 after the neck is inserted): mmpose's COCO-WholeBody definition names point 91 'left_hand_root' and
+links it to 'left_wrist'. Core's SDPose writes those points under `hand_right_keypoints_2d` (its docstring:
+"92-112 right hand"), i.e. the other way round; its drawer draws both hands alike, so nothing shows there. On
+reading, a hand whose root lies on the other side's wrist is moved to that side (`_hands_by_wrist`), so core
+values arrive with the standard labels; we always write the standard labels.
 
 Values come from editors and other packs, so everything is checked at this boundary (issue #10): numbers must be
 finite, a canvas at most `MAX_CANVAS_SIDE`, present points within `COORDINATE_RANGE` canvases (renderers and
@@ -24,7 +40,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..errors import PoseTransferError
-from .keypoints import BODY_POINTS, FACE_POINTS, FOOT_POINTS, HAND_POINTS, Person, PoseFrame, missing_points
+from .keypoints import (BODY_POINTS, FACE_POINTS, FOOT_POINTS, HAND_POINTS, VISIBILITY_THRESHOLD, Person, PoseFrame,
+                        missing_points)
 
 # JSON key -> (Person attribute, points)
 PART_KEYS = {
@@ -41,6 +58,11 @@ MAX_JSON_BYTES = 64 * 1024 * 1024  # ~10,000 frames of whole-body poses
 MAX_JSON_DEPTH = 32  # a POSE_KEYPOINT file nests 6 deep; extra keys get some room
 MAX_INT_DIGITS = 20  # JSON integers beyond int64 are not coordinates (and 5000 digits would stall the parser)
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+SCHEMAS = ("controlnet_aux", "core")
+# core's key order (nodes_sdpose._to_openpose_frames)
+_CORE_KEYS = ("pose_keypoints_2d", "foot_keypoints_2d", "face_keypoints_2d", "hand_right_keypoints_2d",
+              "hand_left_keypoints_2d")
+L_WRIST, R_WRIST, R_SHOULDER, L_SHOULDER, NECK = 7, 4, 2, 5, 1
 
 
 class PoseFormatError(PoseTransferError):
@@ -60,10 +82,30 @@ def _flat(part: np.ndarray | None, real_scores: bool) -> list[float] | None:
     return out
 
 
-def frame_to_dict(frame: PoseFrame, real_scores: bool = False) -> dict:
-    """One POSE_KEYPOINT entry. Feet are written only when present (as core's SDPose does)."""
+def _core_person(person: Person) -> dict:
+    body = person.body.copy()
+    if body[NECK, 2] > 0:  # core scores the neck min(shoulders), where DWPose ports write a binary 1
+        body[NECK, 2] = min(body[R_SHOULDER, 2], body[L_SHOULDER, 2]) or body[NECK, 2]
+    parts = {"pose_keypoints_2d": body, "foot_keypoints_2d": person.feet, "face_keypoints_2d": person.face,
+             "hand_right_keypoints_2d": person.right_hand, "hand_left_keypoints_2d": person.left_hand}
+    counts = {key: count for key, (_, count) in PART_KEYS.items()}
+    entry = dict(person.extra)
+    for key in _CORE_KEYS:
+        part = parts[key]
+        entry[key] = _flat(missing_points(counts[key]) if part is None else part, real_scores=True)
+    return entry
+
+
+def frame_to_dict(frame: PoseFrame, real_scores: bool = False, schema: str = "controlnet_aux") -> dict:
+    """One POSE_KEYPOINT entry in `schema` ("controlnet_aux": the peer's four parts, feet only when the frame
+    has them (read from a file); "core": every part of every person, real scores)."""
+    if schema not in SCHEMAS:
+        raise ValueError(f"schema must be one of {SCHEMAS}, got {schema!r}")
     people = []
     for person in frame.people:
+        if schema == "core":
+            people.append(_core_person(person))
+            continue
         entry = dict(person.extra)
         for key, (attr, _) in PART_KEYS.items():
             part = getattr(person, attr)
@@ -71,12 +113,21 @@ def frame_to_dict(frame: PoseFrame, real_scores: bool = False) -> dict:
                 continue
             entry[key] = _flat(part, real_scores)
         people.append(entry)
+    if schema == "core":  # core writes the canvas size first
+        return {**frame.extra, "canvas_width": int(frame.width), "canvas_height": int(frame.height), "people": people}
     return {**frame.extra, "people": people, "canvas_width": int(frame.width), "canvas_height": int(frame.height)}
 
 
-def pose_keypoint_from_frames(frames: Sequence[PoseFrame], real_scores: bool = False) -> list[dict]:
+def pose_keypoint_from_frames(frames: Sequence[PoseFrame], real_scores: bool = False,
+                              schema: str = "controlnet_aux") -> list[dict]:
     """`PoseFrame`s -> a POSE_KEYPOINT value (list of dicts, one per image)."""
-    return [frame_to_dict(frame, real_scores) for frame in frames]
+    return [frame_to_dict(frame, real_scores, schema) for frame in frames]
+
+
+def openpose_json(value: list[dict]) -> str:
+    """The UI string comfyui_controlnet_aux's DWPose node returns (`ui={"openpose_json": [...]}`), which
+    pose editors read: the whole POSE_KEYPOINT list as JSON, indent 4."""
+    return json.dumps(value, indent=4)
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -113,7 +164,7 @@ def _part(values: Any, count: int, where: str) -> np.ndarray | None:
     if len(values) != 3 * count:
         raise PoseFormatError(f"{where}: expected {count} points ({3 * count} numbers), found {len(values) // 3}")
     arr = np.array([_number(v, where) for v in values], dtype=np.float64).reshape(-1, 3)
-    missing = (arr[:, 2] <= 0) | ((arr[:, 0] == 0) & (arr[:, 1] == 0))
+    missing = (arr[:, 2] < VISIBILITY_THRESHOLD) | ((arr[:, 0] == 0) & (arr[:, 1] == 0))
     arr[missing] = 0.0
     return arr
 
@@ -134,6 +185,25 @@ def _check_range(part: np.ndarray | None, width: int, height: int, where: str) -
             f"({width} x {height}) from the origin. Fix the pose in its editor, or set its confidence to 0 to mark "
             "it missing.")
     return part
+
+
+def _root_distance(hand: np.ndarray | None, body: np.ndarray, wrist: int) -> float | None:
+    if hand is None or hand[0, 2] <= 0 or body[wrist, 2] <= 0:
+        return None
+    return float(np.hypot(*(hand[0, :2] - body[wrist, :2])))
+
+
+def _hands_by_wrist(body: np.ndarray, left: np.ndarray | None, right: np.ndarray | None
+                    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(left, right) hands, swapped when the labels contradict the wrists: a hand's root point (0) is its
+    wrist, so a "left" hand whose root lies on the right wrist is the right hand (core's SDPose labelling).
+    Swaps only on clear evidence: every available root is at least twice as near the other side's wrist."""
+    votes = []
+    for hand, own, other in ((left, L_WRIST, R_WRIST), (right, R_WRIST, L_WRIST)):
+        near_own, near_other = _root_distance(hand, body, own), _root_distance(hand, body, other)
+        if near_own is not None and near_other is not None:
+            votes.append(near_other * 2 <= near_own)
+    return (right, left) if votes and all(votes) else (left, right)
 
 
 def _denormalise(part: np.ndarray | None, width: int, height: int) -> np.ndarray | None:
@@ -181,6 +251,11 @@ def frame_from_dict(entry: Any, default_size: tuple[int, int] | None = None, whe
                  for key, (attr, count) in PART_KEYS.items()}
         if parts["body"] is None:
             parts["body"] = missing_points(BODY_POINTS)
+        for attr in ("left_hand", "right_hand", "face", "feet"):  # core writes zero lists for absent parts
+            if parts[attr] is not None and not (parts[attr][:, 2] > 0).any():
+                parts[attr] = None
+        parts["left_hand"], parts["right_hand"] = _hands_by_wrist(parts["body"], parts["left_hand"],
+                                                                  parts["right_hand"])
         people.append(Person(**parts, extra={k: v for k, v in raw.items() if k not in PART_KEYS}))
     extra = {k: v for k, v in entry.items() if k not in _FRAME_KEYS}
     return PoseFrame(width, height, people, extra)
@@ -282,9 +357,10 @@ def _nesting_depth(text: str) -> int:
     return int(np.cumsum(nonzero).max()) if len(nonzero) else 0
 
 
-def save_openpose_json(frames: Iterable[PoseFrame], path: str | os.PathLike, real_scores: bool = False) -> str:
+def save_openpose_json(frames: Iterable[PoseFrame], path: str | os.PathLike, real_scores: bool = False,
+                       schema: str = "controlnet_aux") -> str:
     """Write frames as OpenPose JSON: a single dict for one frame (what editors open), else a list."""
-    value = pose_keypoint_from_frames(list(frames), real_scores)
+    value = pose_keypoint_from_frames(list(frames), real_scores, schema)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(value[0] if len(value) == 1 else value, handle, indent=4)

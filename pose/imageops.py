@@ -151,10 +151,13 @@ def _warp_opencv5(image: np.ndarray, inv: np.ndarray, height: int, width: int) -
     ay = (ys - iy).astype(np.float32).astype(np.float64)[:, None]
     ix, iy = ix.astype(np.int64), iy.astype(np.int64)
     span = width * channels
-    top = _gather(image, iy, np.concatenate([ix, ix + 1]))
-    bottom = _gather(image, iy + 1, np.concatenate([ix, ix + 1]))
-    v0 = _fma32(ax, top[:, span:] - top[:, :span], top[:, :span])
-    v1 = _fma32(ax, bottom[:, span:] - bottom[:, :span], bottom[:, :span])
+    # The per-row interpolation depends only on the source row, so it is done once per source row read
+    # (a zoomed-in crop reads each row for several output rows).
+    rows, inverse = np.unique(np.concatenate([iy, iy + 1]), return_inverse=True)
+    taps = _gather(image, rows, np.concatenate([ix, ix + 1]))
+    left = taps[:, :span]
+    along = _fma32(ax, taps[:, span:] - left, left)
+    v0, v1 = along[inverse[:height]], along[inverse[height:]]
     value = _fma32(ay, (v1 - v0).astype(np.float32).astype(np.float64), v0)
     return np.clip(np.rint(value.astype(np.float32)), 0, 255).astype(np.uint8).reshape(height, width, channels)
 

@@ -224,8 +224,10 @@ def _fill_convex(canvas: np.ndarray, pts: np.ndarray, col: np.ndarray, shift: in
     if n < 3 or xmax < 0 or ymax < 0 or xmin >= width or ymin >= height:
         return
     ymax = min(ymax, height - 1)
-    xs_list, ys_list = xs_all.tolist(), ys_all.tolist()
     imin = int(np.argmin(ys_all))  # first vertex with the smallest y
+    if _fill_monotone(canvas, xs_all << (XY_SHIFT - shift), (ys_all + delta) >> shift, imin, height, col):
+        return
+    xs_list, ys_list = xs_all.tolist(), ys_all.tolist()
     edges = [[imin, 1, -XY_ONE, 0, ymin], [imin, n - 1, -XY_ONE, 0, ymin]]  # idx, step, x, dx, end row
     remaining = n
     half = XY_ONE >> 1
@@ -270,6 +272,55 @@ def _fill_convex(canvas: np.ndarray, pts: np.ndarray, col: np.ndarray, shift: in
     a = np.repeat(x0, counts) + np.repeat(dx0, counts) * step
     b = np.repeat(x1, counts) + np.repeat(dx1, counts) * step
     _fill_spans(canvas, rows, (np.minimum(a, b) + half) >> XY_SHIFT, (np.maximum(a, b) + half) >> XY_SHIFT, col)
+
+
+def _chain_levels(order: np.ndarray, xs: np.ndarray, rows: np.ndarray, top: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """One edge chain of OpenCV's walk in closed form: the distinct rounded rows r_k it passes, the x it
+    starts from on each (the LAST vertex on that row, where the walk restarts) and its per-row step to the
+    FIRST vertex of the next row, dx = trunc(((x1 - x0) * 2 + dr) / (2 * dr)). None if the chain is not
+    monotone down to the bottom row `top` (then the walk itself is used)."""
+    chain_rows = rows[order]
+    end = int(np.argmax(chain_rows == top))  # first vertex on the bottom row
+    chain_rows, chain = chain_rows[:end + 1], order[:end + 1]
+    if np.any(np.diff(chain_rows) < 0):
+        return None
+    change = np.flatnonzero(np.diff(chain_rows) > 0)  # last vertex of each row before a step down
+    if len(change) == 0:
+        return None
+    starts, ends = chain[change], chain[change + 1]
+    levels, next_levels = chain_rows[change], chain_rows[change + 1]
+    span = next_levels - levels
+    numerator = (xs[ends] - xs[starts]) * 2 + span
+    step = np.abs(numerator) // (2 * span) * np.sign(numerator)  # C division truncates toward zero
+    return levels, xs[starts], step
+
+
+def _fill_monotone(canvas: np.ndarray, xs: np.ndarray, rows: np.ndarray, imin: int, height: int,
+                   col: np.ndarray) -> bool:
+    """The scanline fill of `_fill_convex` for polygons whose two chains run monotonically from the top
+    vertex to the bottom row (every convex polygon, e.g. OpenCV's ellipses and thick-line quads): each row's
+    span from a vectorised lookup instead of the vertex-by-vertex walk. False when it does not apply."""
+    n = len(xs)
+    top, bottom = int(rows[imin]), int(rows.max())
+    if bottom <= top:
+        return True  # OpenCV's walk runs out of edges on the first row: outline only
+    chains = []
+    for direction in (1, -1):
+        found = _chain_levels((imin + direction * np.arange(n)) % n, xs, rows, bottom)
+        if found is None:
+            return False
+        chains.append(found)
+    y = np.arange(top, min(bottom, height), dtype=np.int64)
+    if len(y) == 0:
+        return True
+    edge_x = []
+    for levels, starts, steps in chains:
+        k = np.searchsorted(levels, y, side="right") - 1
+        edge_x.append(starts[k] + steps[k] * (y - levels[k]))
+    half = XY_ONE >> 1
+    _fill_spans(canvas, y, (np.minimum(*edge_x) + half) >> XY_SHIFT, (np.maximum(*edge_x) + half) >> XY_SHIFT, col)
+    return True
 
 
 def _fill_spans(canvas: np.ndarray, rows: np.ndarray, left: np.ndarray, right: np.ndarray, col: np.ndarray) -> None:

@@ -112,3 +112,22 @@ def test_render_rejects_mixed_canvas_sizes():
     frames = aux_fixture() + [{**aux_fixture()[0], "canvas_width": 100}]
     with pytest.raises(ValueError, match="different canvas sizes"):
         pose_nodes.RenderPose.execute(frames, "pcdms", 0, 0)
+
+
+def test_extract_returns_the_peers_ui_string_and_core_schema(models_env):
+    dwpose = _loader()
+    image = torch.rand(2, 64, 96, 3)
+    output = pose_nodes.DWPoseExtract.execute(dwpose, image, "all", 0, "empty", "controlnet_aux")
+    assert json.loads(output.ui["openpose_json"][0]) == output.result[0]
+    core = pose_nodes.DWPoseExtract.execute(dwpose, image, "all", 0, "empty", "controlnet_aux", True, True, False,
+                                            "core").result[0]
+    person = core[0]["people"][0]
+    assert len(person["foot_keypoints_2d"]) == 18 and len(person["face_keypoints_2d"]) == 210
+    assert any(0.3 <= c < 1.0 for c in person["pose_keypoints_2d"][2::3])  # real scores
+
+
+def test_loader_refuses_a_swapped_pair_naming_both(models_env):
+    from posetransfer.pose.dwpose import ModelSlotError
+
+    with pytest.raises(ModelSlotError, match=r"swapped.*yolox_l\.onnx.*dw-ll_ucoco_384\.onnx"):
+        pose_nodes.DWPoseLoader.execute("yolox_l.onnx", "dw-ll_ucoco_384.onnx", "CPU", "BGR")

@@ -4,8 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from posetransfer.pose.formats import (PoseFormatError, broadcast, frames_for_images, frames_from_pose_keypoint,
-                                       load_openpose_json, pose_keypoint_from_frames, save_openpose_json)
+from posetransfer.pose.formats import (SCHEMAS, PoseFormatError, broadcast, frames_for_images,
+                                       frames_from_pose_keypoint, load_openpose_json, openpose_json,
+                                       pose_keypoint_from_frames, save_openpose_json)
 from posetransfer.pose.keypoints import Person, PoseFrame, people_from_wholebody, select_people
 
 from .fixtures import aux_fixture
@@ -114,3 +115,82 @@ def test_frames_for_images_broadcasts_and_rescales():
     np.testing.assert_array_equal(frames[0].people[0].body[0], [20.0, 80.0, 1.0])
     with pytest.raises(ValueError, match="target pose: 2 frames"):
         frames_for_images(value * 2, 3, 200, 200, "target pose")
+
+
+# ------------------------------------------------------------------ core ComfyUI's schema and the hands
+def _hand_case_models(tmp_path):
+    """A planted pose model whose COCO-WholeBody left wrist (9) and point 91 share one crop point, and right
+    wrist (10) and point 112 another: the anatomy the COCO-WholeBody definition gives ('left_hand_root' is
+    linked to 'left_wrist')."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("pose_planted", Path(__file__).with_name("planted_models.py"))
+    planted = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(planted)
+    rng = np.random.default_rng(8)
+    px, py = rng.integers(20, 500, 133), rng.integers(20, 700, 133)
+    px[[9, 91]], py[[9, 91]] = 400, 300  # left wrist = left hand root (image right for a person facing us)
+    px[[10, 112]], py[[10, 112]] = 100, 310  # right wrist = right hand root
+    sx, sy = np.zeros((133, 576)), np.zeros((133, 768))
+    sx[np.arange(133), px], sy[np.arange(133), py] = 0.9, 0.9
+    return planted.pose_model(tmp_path / "pose.onnx", sx, sy)
+
+
+def test_which_hand_is_which_settled_on_a_constructed_case(tmp_path):
+    from posetransfer.pose.dwpose import load_dwpose
+
+    dw = load_dwpose(_hand_case_models(tmp_path), None)
+    person = dw(np.zeros((384, 288, 3), np.uint8)).people[0]
+    np.testing.assert_array_equal(person.left_hand[0, :2], person.body[7, :2])  # OpenPose 7 = left wrist
+    np.testing.assert_array_equal(person.right_hand[0, :2], person.body[4, :2])  # OpenPose 4 = right wrist
+    for schema in SCHEMAS:
+        value = pose_keypoint_from_frames([PoseFrame(288, 384, [person])], schema=schema)[0]["people"][0]
+        assert value["hand_left_keypoints_2d"][:2] == value["pose_keypoints_2d"][21:23]
+    # core's SDPose writes COCO-WholeBody 91-111 as hand_right: read back, the hands follow their wrists
+    core = pose_keypoint_from_frames([PoseFrame(288, 384, [person])], schema="core")
+    people = core[0]["people"]
+    people[0]["hand_left_keypoints_2d"], people[0]["hand_right_keypoints_2d"] = (
+        people[0]["hand_right_keypoints_2d"], people[0]["hand_left_keypoints_2d"])
+    read = frames_from_pose_keypoint(core)[0].people[0]
+    np.testing.assert_array_equal(read.left_hand[:, :2], person.left_hand[:, :2])
+    np.testing.assert_array_equal(read.right_hand[:, :2], person.right_hand[:, :2])
+
+
+def test_core_schema_is_written_as_core_writes_it():
+    body = np.zeros((18, 3))
+    body[[1, 2, 5]] = [[50, 40, 1.0], [40, 40, 0.8], [60, 40, 0.6]]  # neck, shoulders
+    person = Person(body=body, left_hand=np.tile([10.0, 20.0, 0.7], (21, 1)),
+                    feet=np.tile([5.0, 90.0, 0.5], (6, 1)))
+    value = pose_keypoint_from_frames([PoseFrame(100, 120, [person])], schema="core")
+    frame = value[0]
+    assert list(frame) == ["canvas_width", "canvas_height", "people"]
+    entry = frame["people"][0]
+    assert list(entry) == ["pose_keypoints_2d", "foot_keypoints_2d", "face_keypoints_2d",
+                           "hand_right_keypoints_2d", "hand_left_keypoints_2d"]
+    lengths = {k: len(v) for k, v in entry.items()}
+    assert lengths == {"pose_keypoints_2d": 54, "foot_keypoints_2d": 18, "face_keypoints_2d": 210,
+                       "hand_right_keypoints_2d": 63, "hand_left_keypoints_2d": 63}
+    assert entry["pose_keypoints_2d"][3:6] == [50.0, 40.0, 0.6]  # neck scored min(shoulders), as core
+    assert entry["hand_left_keypoints_2d"][:3] == [10.0, 20.0, 0.7] and set(entry["face_keypoints_2d"]) == {0.0}
+    read = frames_from_pose_keypoint(value)[0].people[0]
+    np.testing.assert_array_equal(read.feet, person.feet)
+    np.testing.assert_array_equal(read.left_hand, person.left_hand)
+    assert read.face is None and read.right_hand is None  # all-missing parts read as absent
+    with pytest.raises(ValueError, match="schema"):
+        pose_keypoint_from_frames([PoseFrame(100, 120, [person])], schema="sdpose")
+
+
+def test_low_confidence_points_of_real_score_producers_are_missing():
+    flat = [10.0, 10.0, 0.9] + [20.0, 20.0, 0.1] + [0.0] * 48
+    person = frames_from_pose_keypoint([{"people": [{"pose_keypoints_2d": flat}], "canvas_width": 64,
+                                         "canvas_height": 64}])[0].people[0]
+    assert person.body[0, 2] == 0.9 and not person.body[1].any()
+
+
+def test_openpose_json_string_is_the_peers():
+    import json
+
+    value = pose_keypoint_from_frames([PoseFrame(10, 20, [])])
+    text = openpose_json(value)
+    assert json.loads(text) == value and text == json.dumps(value, indent=4)
