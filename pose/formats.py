@@ -115,7 +115,8 @@ def frame_to_dict(frame: PoseFrame, real_scores: bool = False, schema: str = "co
         people.append(entry)
     if schema == "core":  # core writes the canvas size first
         return {**frame.extra, "canvas_width": int(frame.width), "canvas_height": int(frame.height), "people": people}
-    return {**frame.extra, "people": people, "canvas_width": int(frame.width), "canvas_height": int(frame.height)}
+    # the peer's key order (encode_poses_as_dict), so the JSON text is byte for byte the same
+    return {**frame.extra, "people": people, "canvas_height": int(frame.height), "canvas_width": int(frame.width)}
 
 
 def pose_keypoint_from_frames(frames: Sequence[PoseFrame], real_scores: bool = False,
