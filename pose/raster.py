@@ -173,9 +173,50 @@ def _line_fixed(canvas: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], co
     _put(canvas, xs, ys, col)
 
 
+def _clip_lines(width: int, height: int, p0: np.ndarray, p1: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_clip_line` for many lines at once (same steps and truncations): clipped (N,2) ends and which lines
+    touch the canvas."""
+    right, bottom = width - 1, height - 1
+    x0, y0 = p0[:, 0].astype(np.int64), p0[:, 1].astype(np.int64)
+    x1, y1 = p1[:, 0].astype(np.int64), p1[:, 1].astype(np.int64)
+
+    def code(x, y, with_y=True):
+        c = (x < 0).astype(np.int64) + (x > right) * 2
+        return c + ((y < 0) * 4 + (y > bottom) * 8) if with_y else c
+
+    def moved(a, p, q_num, q_den):  # trunc((a - p) * q_num / q_den), as the scalar code's int(float)
+        return np.trunc((a - p) * q_num / np.where(q_den == 0, 1, q_den)).astype(np.int64)
+
+    c0, c1 = code(x0, y0), code(x1, y1)
+    partial = ((c0 & c1) == 0) & ((c0 | c1) != 0)
+    first = partial & ((c0 & 12) != 0)
+    a = np.where(c0 < 8, 0, bottom)
+    x0 = np.where(first, x0 + moved(a, y0, x1 - x0, y1 - y0), x0)
+    y0 = np.where(first, a, y0)
+    c0 = np.where(first, code(x0, y0, False), c0)
+    second = partial & ((c1 & 12) != 0)
+    a = np.where(c1 < 8, 0, bottom)
+    x1 = np.where(second, x1 + moved(a, y1, x1 - x0, y1 - y0), x1)
+    y1 = np.where(second, a, y1)
+    c1 = np.where(second, code(x1, y1, False), c1)
+    still = partial & ((c0 & c1) == 0) & ((c0 | c1) != 0)
+    third = still & (c0 != 0)
+    a = np.where(c0 == 1, 0, right)
+    y0 = np.where(third, y0 + moved(a, x0, y1 - y0, x1 - x0), y0)
+    x0 = np.where(third, a, x0)
+    c0 = np.where(third, 0, c0)
+    fourth = still & (c1 != 0)
+    a = np.where(c1 == 1, 0, right)
+    y1 = np.where(fourth, y1 + moved(a, x1, y1 - y0, x1 - x0), y1)
+    x1 = np.where(fourth, a, x1)
+    c1 = np.where(fourth, 0, c1)
+    return np.stack([x0, y0], axis=1), np.stack([x1, y1], axis=1), (c0 | c1) == 0
+
+
 def _outline(canvas: np.ndarray, pts: np.ndarray, col: np.ndarray, shift: int) -> None:
-    """The polygon's 8-connected outline (drawn first by OpenCV, so thin slivers still show). Edges that lie
-    on the canvas are rasterised together; the rare ones that need clipping go one by one."""
+    """The polygon's 8-connected outline (drawn first by OpenCV, so thin slivers still show), every edge
+    clipped and rasterised together."""
     prev = np.roll(pts, 1, axis=0)
     if shift:
         for p, q in zip(prev, pts):
@@ -183,13 +224,10 @@ def _outline(canvas: np.ndarray, pts: np.ndarray, col: np.ndarray, shift: int) -
                         (int(q[0]) << (XY_SHIFT - shift), int(q[1]) << (XY_SHIFT - shift)), col)
         return
     height, width = canvas.shape[:2]
-    inside = ((pts[:, 0] >= 0) & (pts[:, 0] < width) & (pts[:, 1] >= 0) & (pts[:, 1] < height))
-    on_canvas = inside & np.roll(inside, 1)
-    for p, q in zip(prev[~on_canvas], pts[~on_canvas]):
-        _thin_line(canvas, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), col)
-    if not on_canvas.any():
+    a, b, visible = _clip_lines(width, height, prev, pts)
+    if not visible.any():
         return
-    a, b = prev[on_canvas], pts[on_canvas]
+    a, b = a[visible], b[visible]
     swap = b[:, 0] < a[:, 0]  # drawn left to right, as `_line_points`
     a, b = np.where(swap[:, None], b, a), np.where(swap[:, None], a, b)
     dx, dy = b[:, 0] - a[:, 0], b[:, 1] - a[:, 1]
