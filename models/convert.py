@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import Checkpoint, CheckpointError, Kind, read_checkpoint
+from .checkpoints import Checkpoint, CheckpointError, Kind, describe_unknown, read_checkpoint
 
 METADATA_KIND = "posetransfer_kind"
 
@@ -42,7 +42,8 @@ def convert_to_safetensors(source: str | os.PathLike, destination: str | os.Path
         raise CheckpointError(f"{destination} already exists; choose another name or allow overwriting.")
     checkpoint = read_checkpoint(source)
     if checkpoint.kind is Kind.UNKNOWN:
-        raise CheckpointError(f"{source} is not a model this pack recognises; refusing to convert it.")
+        raise CheckpointError(f"{source} is not a model this pack recognises; refusing to convert it. "
+                              + describe_unknown(checkpoint.state_dict))
     # safetensors refuses tensors that share memory (aliases, views of one buffer): store each on its own.
     weights = {key: value.detach().contiguous().clone() for key, value in canonical_state_dict(checkpoint).items()}
     metadata = {METADATA_KIND: checkpoint.kind.value, "posetransfer_source": source.name,
@@ -53,6 +54,9 @@ def convert_to_safetensors(source: str | os.PathLike, destination: str | os.Path
     try:
         save_file(weights, str(partial), metadata=metadata)
         os.replace(partial, destination)
+    except Exception as error:  # noqa: BLE001 - OSError, or safetensors' own error wrapping one (missing folder, full disk)
+        raise CheckpointError(f"Could not write {destination} ({type(error).__name__}: {error}); {source} is "
+                              "unchanged. Choose a writable folder with enough free space.") from error
     finally:
         if partial.exists():
             partial.unlink()

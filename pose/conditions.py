@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .formats import PoseFormatError
 from .keypoints import BODY_POINTS, PoseFrame, select_people
 from .render import render_pcdms, scfm_pose_map
 
@@ -51,8 +52,8 @@ def pose_coordinates(frames: Sequence[PoseFrame], convention: str = "fraction", 
     for index, frame in enumerate(frames):
         chosen = select_people(frame.people, "largest")
         if not chosen:
-            raise ValueError(f"{name}: frame {index} has no person with visible keypoints; the PCDMs prior needs one "
-                             "body pose per image. Check the pose detector's output for that image.")
+            raise PoseFormatError(f"{name}: frame {index} has no person with visible keypoints; the PCDMs prior "
+                                  "needs one body pose per image. Check the pose detector's output for that image.")
         body = torch.from_numpy(chosen[0].body)
         present = body[:, 2] > 0
         xy = body[:, :2] / torch.tensor([float(frame.width), float(frame.height)], dtype=body.dtype)
@@ -69,11 +70,13 @@ def pose_coordinates(frames: Sequence[PoseFrame], convention: str = "fraction", 
 
 # ------------------------------------------------------------------------------------------- SCFM
 def scfm_body_points(frame: PoseFrame, what: str = "pose") -> np.ndarray:
-    """The first person's OpenPose-18 body of a frame -> (18, 2) pixels of its canvas, -1 for missing points."""
-    if not frame.people:
-        raise ValueError(f"{what}: no person was detected in this frame; SCFM needs one person per image "
-                         "(check the pose extraction, or pick a frame with a visible person).")
-    body = np.asarray(frame.people[0].body, dtype=np.float64)
+    """The first person's OpenPose-18 body of a frame -> (18, 2) pixels of its canvas, -1 for missing points.
+    People whose body has no visible point (every confidence 0) do not count."""
+    visible = [person for person in frame.people if (person.body[:, 2] > 0).any()]
+    if not visible:
+        raise PoseFormatError(f"{what}: no person with a visible body point in this frame; SCFM needs one person per "
+                              "image (check the pose extraction, or pick a frame with a visible person).")
+    body = np.asarray(visible[0].body, dtype=np.float64)
     return np.where(body[:, 2:3] > 0, body[:, :2], -1.0)
 
 

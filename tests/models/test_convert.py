@@ -74,3 +74,18 @@ def test_convert_node_lists_pickles_and_writes_beside_them(tmp_path, monkeypatch
     result = ConvertToSafetensors.execute(model="pcdms/PCDMs_ckpt.pt").result
     assert result[0] == str(tmp_path / "pcdms" / "PCDMs_ckpt.safetensors")
     assert (tmp_path / "pcdms" / "PCDMs_ckpt.safetensors").is_file()
+
+
+def test_convert_names_near_misses_and_unwritable_destinations(tmp_path):
+    source = tmp_path / "PCDMs_ckpt.pt"
+    sd = _simplified_file(source)
+    before = source.read_bytes()
+    with pytest.raises(CheckpointError, match=r"Could not write .*missing/out.safetensors.*PCDMs_ckpt.pt is unchanged"):
+        convert_to_safetensors(source, tmp_path / "missing" / "out.safetensors")
+    assert source.read_bytes() == before and not list(tmp_path.glob("**/*.partial"))
+    near = tmp_path / "near.pt"
+    torch.save({"module": {k: v for k, v in sd.items() if not k.startswith("pose_proj.")}}, near)
+    with pytest.raises(CheckpointError, match="refusing to convert it. It resembles the simplified PCDMs stage-2 "
+                                              r"model .*but: no pose_proj\.\* weights"):
+        convert_to_safetensors(near)
+    assert not (tmp_path / "near.safetensors").exists()

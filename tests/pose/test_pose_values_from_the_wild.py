@@ -191,3 +191,17 @@ def test_any_file_bytes_give_frames_or_the_packs_error(tmp_path_factory, data):
         assert str(path) in str(error)
         return
     _accepted_frames_are_sane(frames)
+
+
+def test_scfm_and_prior_refuse_frames_whose_people_are_all_missing():
+    from posetransfer.pose.conditions import pose_coordinates, scfm_body_points
+
+    invisible = frames_from_pose_keypoint([_frame(_body(c=0.0))])[0]
+    with pytest.raises(PoseFormatError, match="target_pose: no person with a visible body point"):
+        scfm_body_points(invisible, "target_pose")
+    with pytest.raises(PoseFormatError, match="target_pose: frame 0 has no person with visible keypoints"):
+        pose_coordinates([invisible], name="target_pose")
+    second_visible = frames_from_pose_keypoint([{"people": [{"pose_keypoints_2d": _body(c=0.0)},
+                                                            {"pose_keypoints_2d": _body(x=3.0)}],
+                                                 "canvas_width": 64, "canvas_height": 48}])[0]
+    assert scfm_body_points(second_visible)[0].tolist() == [3.0, 20.0]
