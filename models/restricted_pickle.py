@@ -109,7 +109,10 @@ def python3_name(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler: the C one sizes its memo from the file, so 7 random bytes (LONG_BINPUT with a
+    huge index) can make it allocate and clear gigabytes; here the memo is a dict."""
+
     def find_class(self, module: str, name: str) -> Any:
         for candidate in {(module, name), python3_name(module, name)}:
             if candidate in _ALLOWED:

@@ -224,3 +224,12 @@ def test_vae_with_unusual_widths_needs_a_side_config_and_its_dtypes_are_checked(
     with pytest.raises(CheckpointError, match=r"odd_vae.safetensors include 2 that are not dense floating-point "
                                               r"tensors: encoder.conv_in.weight \(torch.int8\)"):
         load_vae(_odd_vae_file(tmp_path, quantize))
+
+
+def test_a_pickle_that_claims_a_huge_memo_is_refused_at_once(tmp_path):
+    """Found by the property tests: LONG_BINPUT with index 0x46dc8114 made the C unpickler size its memo to
+    gigabytes (68 s, many GB of memory) before failing."""
+    path = tmp_path / "memo.pt"
+    path.write_bytes(b"\x88r\x14\x81\xdcF\xed")
+    with pytest.raises(CheckpointError, match="memo.pt could not be read as a PyTorch checkpoint"):
+        read_checkpoint(path)
