@@ -71,8 +71,9 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 def from_uint8(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
     """uint8 [..., H, W, 3] (an array or a list of same-sized arrays) -> float32 [..., 3, H, W] in 0..1."""
     array = np.stack(images) if isinstance(images, (list, tuple)) else np.asarray(images)
-    # np.require copies read-only arrays (PIL images), which torch.from_numpy warns about
-    return torch.from_numpy(np.require(array, requirements=("C", "W"))).movedim(-1, -3).float() / 255.0
+    # np.require copies read-only arrays (PIL images), which torch.from_numpy warns about. Contiguous NCHW: a
+    # channels-last view would send convolutions down another kernel and move results by round-off.
+    return torch.from_numpy(np.require(array, requirements=("C", "W"))).movedim(-1, -3).contiguous().float() / 255.0
 
 
 def read_image(path: str | os.PathLike, what: str = "image") -> torch.Tensor:

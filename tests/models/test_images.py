@@ -9,7 +9,7 @@ from posetransfer.models.images import from_uint8, pil_resize, read_image, to_ui
 def test_uint8_round_trip_and_rounding():
     levels = np.random.default_rng(0).integers(0, 256, (2, 5, 4, 3), dtype=np.uint8)
     images = from_uint8(levels)
-    assert images.shape == (2, 3, 5, 4) and images.dtype == torch.float32
+    assert images.shape == (2, 3, 5, 4) and images.dtype == torch.float32 and images.is_contiguous()
     assert np.array_equal(to_uint8(images), levels) and np.array_equal(to_uint8(images[1]), levels[1])
     assert torch.equal(from_uint8(list(levels)), images)
     # clamped, and rounded to the nearest level (half to even, as numpy and torch round)
