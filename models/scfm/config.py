@@ -12,6 +12,8 @@ from typing import Mapping
 
 import torch
 
+from ...errors import PoseTransferError
+
 LEVELS = 6
 # Per site level: GFLA local-attention block size k and auto-correlation max displacement (target_net.py,
 # where both are looked up from the feature size 32/16/8 of the 256 model).
@@ -20,7 +22,7 @@ CORRELATION_DISPLACEMENT = {3: 4, 4: 3, 5: 2}
 IMAGE_CHANNELS = 3
 
 
-class ConfigError(ValueError):
+class ConfigError(PoseTransferError):
     """A state dict whose shapes do not describe an SCFM model; the message names the key."""
 
 

@@ -233,3 +233,14 @@ def test_a_pickle_that_claims_a_huge_memo_is_refused_at_once(tmp_path):
     path.write_bytes(b"\x88r\x14\x81\xdcF\xed")
     with pytest.raises(CheckpointError, match="memo.pt could not be read as a PyTorch checkpoint"):
         read_checkpoint(path)
+
+
+def test_scfm_files_missing_layers_name_the_file(tmp_path):
+    from posetransfer.models.scfm.checkpoint import load_scfm
+
+    path = tmp_path / "scfm_last.safetensors"
+    save_file({"flow_net.output_eight.weight": torch.zeros(2, 16, 3, 3), "cct_block.embeddings_1.weight": torch.zeros(2)},
+              str(path))
+    with pytest.raises(CheckpointError, match=r"scfm_last.safetensors: not an SCFM model: the key 'output_blocks\..*' "
+                                              "is missing"):
+        load_scfm(path)
