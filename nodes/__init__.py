@@ -1,10 +1,10 @@
 """ComfyUI node classes of the pack, one module per family, registered through `comfy_entrypoint`."""
 from __future__ import annotations
 
-from . import convert, loaders, pcdm, pcdm_chain, pose, scfm
+from . import convert, loaders, pcdm, pcdm_stages, pose, scfm
 from .comfy_adapter import ComfyExtension
 
-NODES = [*loaders.NODES, *pose.NODES, *pcdm.NODES, *pcdm_chain.NODES, *scfm.NODES, *convert.NODES]
+NODES = [*loaders.NODES, *pose.NODES, *pcdm.NODES, *pcdm_stages.NODES, *scfm.NODES, *convert.NODES]
 
 
 class PoseTransferExtension(ComfyExtension):

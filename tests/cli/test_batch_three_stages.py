@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from ..models.pcdm.conftest import dino_file, full_file, vae_file  # noqa: F401  (fixtures)
-from ..nodes.test_pcdm_chain_nodes import models_dir  # noqa: F401  (fixture: prior, full stage 2, refiner, CLIP)
+from ..nodes.test_pcdm_stages_nodes import models_dir  # noqa: F401  (fixture: prior, full stage 2, refiner, CLIP)
 from .test_batch_cli import _png, _run
 
 

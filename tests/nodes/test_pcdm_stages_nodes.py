@@ -12,7 +12,7 @@ from posetransfer.models.pcdm.inpaint import InpaintSettings, inpaint
 from posetransfer.models.pcdm.refine import RefineSettings, refine
 from posetransfer.models.pcdm.config import PriorConfig
 from posetransfer.models.pcdm.prior_transformer import PosePriorTransformer
-from posetransfer.nodes import loaders, pcdm, pcdm_chain
+from posetransfer.nodes import loaders, pcdm, pcdm_stages
 
 from ..models.pcdm.conftest import TINY_SIZE, UNET_SIDE_CONFIG, randomise, tiny_image_proj, tiny_unet
 from ..models.pcdm.conftest import dino_file, full_file, simplified_file, vae_file  # noqa: F401  (fixtures)
@@ -64,8 +64,8 @@ def handles(models_dir):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("POSETRANSFER_MODELS_DIR", str(models_dir))
         return dict(
-            prior=pcdm_chain.PcdmPriorLoader.execute("s1_512.pt", "fp32").result[0],
-            refiner=pcdm_chain.PcdmRefinerLoader.execute("s3_512.pt", "fp32").result[0],
+            prior=pcdm_stages.PCDMPriorLoader.execute("s1_512.pt", "fp32").result[0],
+            refiner=pcdm_stages.PCDMRefinerLoader.execute("s3_512.pt", "fp32").result[0],
             pcdm_model=loaders.PCDMLoader.execute("s2_512.pt", "fp32").result[0],
             clip_vision=loaders.CLIPVisionLoader.execute("CLIP-ViT-H-14.safetensors", "fp32").result[0],
             dinov2=loaders.DINOv2Loader.execute("dinov2-giant.safetensors", "fp32").result[0],
@@ -96,7 +96,7 @@ REFINE_ARGS = dict(steps=2, guidance=2.0, scheduler="unipc", seed=4, fit="pad", 
                    size=TINY_SIZE)
 
 
-@pytest.mark.parametrize("node", pcdm_chain.NODES, ids=lambda n: n.__name__)
+@pytest.mark.parametrize("node", pcdm_stages.NODES, ids=lambda n: n.__name__)
 def test_schema_ids_tooltips_and_order(node):
     schema = node.define_schema()
     assert schema.node_id.startswith("PoseTransferPCDM") and schema.category == "PoseTransfer/PCDMs"
@@ -109,56 +109,56 @@ def test_schema_ids_tooltips_and_order(node):
 def test_widget_order_is_frozen():
     def widgets(node):
         return [i.id for i in node.define_schema().inputs if getattr(i, "is_widget", False)]
-    assert widgets(pcdm_chain.PcdmPrior) == ["steps", "guidance", "seed", "pose_convention"]
-    assert widgets(pcdm_chain.PcdmRefine) == ["steps", "guidance", "scheduler", "seed", "fit", "guidance_rescale",
+    assert widgets(pcdm_stages.PCDMPrior) == ["steps", "guidance", "seed", "pose_convention"]
+    assert widgets(pcdm_stages.PCDMRefine) == ["steps", "guidance", "scheduler", "seed", "fit", "guidance_rescale",
                                                "strength", "size", "sequential_guidance"]
-    assert widgets(pcdm_chain.PcdmThreeStage) == ["steps", "guidance", "scheduler", "seed", "fit", "prior_steps",
+    assert widgets(pcdm_stages.PCDMThreeStage) == ["steps", "guidance", "scheduler", "seed", "fit", "prior_steps",
                                                    "prior_guidance", "pose_convention", "refine_strength",
                                                    "guidance_rescale", "resolution", "sequential_guidance"]
-    assert pcdm_chain.PcdmPrior.define_schema().outputs[0].io_type == "PT_PCDM_EMBEDDING"
-    assert pcdm_chain.PcdmPrior.define_schema().inputs[3].io_type == "POSE_KEYPOINT"
+    assert pcdm_stages.PCDMPrior.define_schema().outputs[0].io_type == "PT_PCDM_EMBEDDING"
+    assert pcdm_stages.PCDMPrior.define_schema().inputs[3].io_type == "POSE_KEYPOINT"
 
 
 def test_loaders_refuse_files_of_another_stage(models_dir, monkeypatch):
     monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(models_dir))
     with pytest.raises(CheckpointError, match="stage-3 refinement model.*, but a PCDMs stage-1 prior"):
-        pcdm_chain.PcdmPriorLoader.execute("s3_512.pt", "fp32")
+        pcdm_stages.PCDMPriorLoader.execute("s3_512.pt", "fp32")
     with pytest.raises(CheckpointError, match="stage-1 prior.*PCDMs#24"):
-        pcdm_chain.PcdmRefinerLoader.execute("s1_512.pt", "fp32")
+        pcdm_stages.PCDMRefinerLoader.execute("s1_512.pt", "fp32")
     with pytest.raises(CheckpointError, match="stage-2 inpainting model.*, but a PCDMs stage-3"):
-        pcdm_chain.PcdmRefinerLoader.execute("s2_512.pt", "fp32")
+        pcdm_stages.PCDMRefinerLoader.execute("s2_512.pt", "fp32")
     with pytest.raises(FileNotFoundError, match="pcdms"):
-        pcdm_chain.PcdmPriorLoader.execute("s1_256.pt", "fp32")
+        pcdm_stages.PCDMPriorLoader.execute("s1_256.pt", "fp32")
 
 
 def test_prior_node_batches_broadcast_and_is_seeded(handles):
     h = handles
-    embeds = pcdm_chain.PcdmPrior.execute(h["prior"], h["clip_vision"], _image(1), _pose(1, canvas=False), _pose(2, 1),
+    embeds = pcdm_stages.PCDMPrior.execute(h["prior"], h["clip_vision"], _image(1), _pose(1, canvas=False), _pose(2, 1),
                                           **PRIOR_ARGS).result[0]
     assert embeds.shape == (2, EMBED) and embeds.dtype == torch.float32 and embeds.device.type == "cpu"
-    again = pcdm_chain.PcdmPrior.execute(h["prior"], h["clip_vision"], _image(1), _pose(1), _pose(2, 1),
+    again = pcdm_stages.PCDMPrior.execute(h["prior"], h["clip_vision"], _image(1), _pose(1), _pose(2, 1),
                                          **PRIOR_ARGS).result[0]
     assert torch.equal(embeds, again)  # a pose without canvas size is read on the source image's frame
-    guided = pcdm_chain.PcdmPrior.execute(h["prior"], h["clip_vision"], _image(1), _pose(1), _pose(2, 1),
+    guided = pcdm_stages.PCDMPrior.execute(h["prior"], h["clip_vision"], _image(1), _pose(1), _pose(2, 1),
                                           **{**PRIOR_ARGS, "guidance": 3.0}).result[0]
     assert guided.shape == (2, EMBED) and not torch.allclose(guided, embeds)
     with pytest.raises(ValueError, match="batch sizes"):
-        pcdm_chain.PcdmPrior.execute(h["prior"], h["clip_vision"], _image(1), _pose(3), _pose(2, 1), **PRIOR_ARGS)
+        pcdm_stages.PCDMPrior.execute(h["prior"], h["clip_vision"], _image(1), _pose(3), _pose(2, 1), **PRIOR_ARGS)
     with pytest.raises(ValueError, match="target_pose: frame 0 has no person"):
-        pcdm_chain.PcdmPrior.execute(h["prior"], h["clip_vision"], _image(1), _pose(1),
+        pcdm_stages.PCDMPrior.execute(h["prior"], h["clip_vision"], _image(1), _pose(1),
                                      [{"people": [], "canvas_width": W, "canvas_height": H}], **PRIOR_ARGS)
 
 
 def test_refine_node_batch_with_guidance_keeps_size(handles):
     h = handles
-    out = pcdm_chain.PcdmRefine.execute(h["refiner"], h["dinov2"], h["vae"], _image(3, 2), _image(1), **REFINE_ARGS)
+    out = pcdm_stages.PCDMRefine.execute(h["refiner"], h["dinov2"], h["vae"], _image(3, 2), _image(1), **REFINE_ARGS)
     image = out.result[0]
     assert image.shape == (3, H, W, 3) and 0 <= image.min() and image.max() <= 1
-    sequential = pcdm_chain.PcdmRefine.execute(h["refiner"], h["dinov2"], h["vae"], _image(3, 2), _image(1),
+    sequential = pcdm_stages.PCDMRefine.execute(h["refiner"], h["dinov2"], h["vae"], _image(3, 2), _image(1),
                                                **REFINE_ARGS, sequential_guidance=True).result[0]
     torch.testing.assert_close(sequential, image, atol=1e-5, rtol=0)  # same numbers, half the activations
     with pytest.raises(ValueError, match="source has 2 images but the coarse batch has 3"):
-        pcdm_chain.PcdmRefine.execute(h["refiner"], h["dinov2"], h["vae"], _image(3, 2), _image(2), **REFINE_ARGS)
+        pcdm_stages.PCDMRefine.execute(h["refiner"], h["dinov2"], h["vae"], _image(3, 2), _image(2), **REFINE_ARGS)
 
 
 def test_three_stages_equal_the_chained_nodes_and_load_in_turn(handles, monkeypatch):
@@ -167,23 +167,23 @@ def test_three_stages_equal_the_chained_nodes_and_load_in_turn(handles, monkeypa
 
     def record(models, memory_required=0):
         loaded.append([next(name for name, v in h.items() if v is m) for m in models])
-    monkeypatch.setattr(pcdm_chain, "load_models", record)
+    monkeypatch.setattr(pcdm_stages, "load_models", record)
     monkeypatch.setattr(pcdm, "load_models", record)
     source, source_pose, target_pose = _image(1), _pose(1), _pose(2, 3)
-    image, coarse, embeds = pcdm_chain.PcdmThreeStage.execute(
+    image, coarse, embeds = pcdm_stages.PCDMThreeStage.execute(
         h["prior"], h["clip_vision"], h["pcdm_model"], h["refiner"], h["dinov2"], h["vae"], source, source_pose,
         target_pose, seed=4, steps=2, guidance=2.0, scheduler="unipc", fit="pad", prior_steps=3, prior_guidance=0.0,
         pose_convention="fraction", refine_strength=1.0, guidance_rescale=0.0, resolution=TINY_SIZE).result
     assert loaded == [["prior", "clip_vision"], ["pcdm_model", "dinov2", "vae"], ["refiner", "dinov2", "vae"]]
     assert image.shape == coarse.shape == (2, H, W, 3) and embeds.shape == (2, EMBED)
 
-    chained_embeds = pcdm_chain.PcdmPrior.execute(h["prior"], h["clip_vision"], source, source_pose, target_pose,
+    chained_embeds = pcdm_stages.PCDMPrior.execute(h["prior"], h["clip_vision"], source, source_pose, target_pose,
                                                   **PRIOR_ARGS).result[0]
     chained_coarse = pcdm.PCDMInpaint.execute(
         h["pcdm_model"], h["dinov2"], h["vae"], source, steps=2, guidance=2.0, scheduler="unipc", seed=4, fit="pad",
         source_pose_keypoint=source_pose, target_pose_keypoint=target_pose, target_embedding=chained_embeds,
         resolution=TINY_SIZE).result[0]
-    chained = pcdm_chain.PcdmRefine.execute(h["refiner"], h["dinov2"], h["vae"], chained_coarse, source,
+    chained = pcdm_stages.PCDMRefine.execute(h["refiner"], h["dinov2"], h["vae"], chained_coarse, source,
                                             **REFINE_ARGS).result[0]
     torch.testing.assert_close(embeds, chained_embeds, atol=0, rtol=0)
     torch.testing.assert_close(coarse, chained_coarse, atol=0, rtol=0)
@@ -209,6 +209,6 @@ def test_three_stages_refuse_the_simplified_model(handles, simplified_file, monk
     h = handles
     simplified = wrap_model(load_pcdm_checkpoint(str(simplified_file)))
     with pytest.raises(ValueError, match="simplified PCDMs model"):
-        pcdm_chain.PcdmThreeStage.execute(
+        pcdm_stages.PCDMThreeStage.execute(
             h["prior"], h["clip_vision"], simplified, h["refiner"], h["dinov2"], h["vae"], _image(1), _pose(1),
             _pose(1, 3), steps=1, prior_steps=2, resolution=TINY_SIZE)

@@ -35,7 +35,7 @@ STAGE_FILES_HINT = ("Put the paper's stage files from the tencent-ailab/PCDMs RE
 
 
 # ------------------------------------------------------------------------------------------- loaders
-class PcdmPriorLoader(io.ComfyNode):
+class PCDMPriorLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return loader_schema(
@@ -52,7 +52,7 @@ class PcdmPriorLoader(io.ComfyNode):
         return io.NodeOutput(wrap_model(load_prior(path, resolve_dtype(precision))))
 
 
-class PcdmRefinerLoader(io.ComfyNode):
+class PCDMRefinerLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return loader_schema(
@@ -107,7 +107,7 @@ def _strength_input(name: str) -> io.Float.Input:
     return io.Float.Input(name, default=1.0, min=0.05, max=1.0, step=0.05, tooltip=STRENGTH_TIP)
 
 
-class PcdmPrior(io.ComfyNode):
+class PCDMPrior(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return make_schema(
@@ -141,7 +141,7 @@ class PcdmPrior(io.ComfyNode):
         return io.NodeOutput(to_output(embeds))
 
 
-class PcdmRefine(io.ComfyNode):
+class PCDMRefine(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return make_schema(
@@ -177,7 +177,7 @@ class PcdmRefine(io.ComfyNode):
         return io.NodeOutput(to_output(bchw_to_comfy(refined)))
 
 
-class PcdmThreeStage(io.ComfyNode):
+class PCDMThreeStage(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return make_schema(
@@ -240,4 +240,4 @@ class PcdmThreeStage(io.ComfyNode):
                              to_output(embeds))
 
 
-NODES = [PcdmPriorLoader, PcdmRefinerLoader, PcdmPrior, PcdmRefine, PcdmThreeStage]
+NODES = [PCDMPriorLoader, PCDMRefinerLoader, PCDMPrior, PCDMRefine, PCDMThreeStage]
