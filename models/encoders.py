@@ -144,8 +144,14 @@ def encode_dino(model: torch.nn.Module, images: torch.Tensor, legacy_interpolati
     `legacy_interpolation` (default) reproduces the transformers 4.32.1 pos-emb interpolation the released
     PCDMs models were trained and run with; False uses the installed transformers' forward.
     """
+    return encode_dino_pixels(model, clip_preprocess(images), legacy_interpolation)
+
+
+@torch.no_grad()
+def encode_dino_pixels(model: torch.nn.Module, pixels: torch.Tensor, legacy_interpolation: bool = True) -> torch.Tensor:
+    """`encode_dino` from already preprocessed pixels (training zeroes them for conditioning dropout, as PCDMs)."""
     param = next(model.parameters())
-    pixels = clip_preprocess(images).to(device=param.device, dtype=param.dtype)
+    pixels = pixels.to(device=param.device, dtype=param.dtype)
     if not legacy_interpolation:
         return model(pixel_values=pixels).last_hidden_state
     tokens = model.embeddings.patch_embeddings(pixels)

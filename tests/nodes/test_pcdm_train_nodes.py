@@ -1,0 +1,103 @@
+"""`pcdm-train` for each stage, one step on a tiny model and a tiny people folder: the written safetensors file
+loads in that stage's loader node (no-ComfyUI adapter mode) and generates."""
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from posetransfer.cli import pcdm_train
+from posetransfer.nodes import loaders, pcdm, pcdm_chain
+
+from ..models.pcdm.conftest import TINY_SIZE
+from ..models.pcdm.conftest import dino_file, full_file, simplified_file, vae_file  # noqa: F401  (fixtures)
+from .test_pcdm_chain_nodes import EMBED, PRIOR_ARGS, REFINE_ARGS, _image, _pose, handles, models_dir  # noqa: F401
+
+pytest.importorskip("accelerate")
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory):
+    """Two people x two photos (+ pose render and OpenPose JSON each), and stage-2 results for every pair."""
+    root = tmp_path_factory.mktemp("people")
+    rng = np.random.default_rng(0)
+    for person in ("anna", "ben"):
+        (root / person).mkdir()
+        for index, frame in enumerate(_pose(2, seed=len(person))):
+            Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(root / person / f"{person}{index}.png")
+            Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(root / person / f"{person}{index}_pose.png")
+            (root / person / f"{person}{index}.json").write_text(json.dumps(frame))
+    coarse = tmp_path_factory.mktemp("coarse")
+    for person in ("anna", "ben"):
+        for a, b in ((0, 1), (1, 0)):
+            Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(coarse / f"{person}{a}_to_{person}{b}.png")
+    return root, coarse
+
+
+def _train(models_dir, out, stage, init, *extra):
+    parser = argparse.ArgumentParser()
+    pcdm_train.register(parser.add_subparsers())
+    clip = ["--clip", str(models_dir / "clip_vision" / "CLIP-ViT-H-14.safetensors")]
+    encoders = ["--vae", str(models_dir / "vae" / "sd21-base-vae.safetensors"),
+                "--dino", str(models_dir / "clip_vision" / "dinov2-giant.safetensors")]
+    args = parser.parse_args(["pcdm-train", "--stage", str(stage), *extra, "--init", str(init), *clip, *encoders,
+                              "--out", str(out), "--size", str(TINY_SIZE), "--steps", "1", "--lr", "1e-3", "--cpu",
+                              "--name", f"trained_s{stage}"])
+    assert args.func(args) == 0
+    written = out / f"trained_s{stage}.safetensors"
+    shutil.copy(written, models_dir / "pcdms" / written.name)
+    return load_file(written)
+
+
+def _changed(original, trained, prefix=""):
+    return any(not torch.equal(original[prefix + k].float(), v.float()) for k, v in trained.items() if prefix + k in original)
+
+
+def test_stage2_full_model_trains_and_generates(models_dir, people, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(models_dir))
+    trained = _train(models_dir, tmp_path, 2, models_dir / "pcdms" / "s2_512.pt", str(people[0]))
+    original = torch.load(models_dir / "pcdms" / "s2_512.pt", weights_only=True)["module"]
+    assert set(trained) == set(original) and _changed(original, trained)
+    handle = loaders.PCDMLoader.execute("trained_s2.safetensors", "fp32").result[0]
+    dino = loaders.DINOv2Loader.execute("dinov2-giant.safetensors", "fp32").result[0]
+    vae = loaders.VAELoader.execute("sd21-base-vae.safetensors", "fp32").result[0]
+    image = pcdm.PCDMInpaint.execute(handle, dino, vae, _image(1), steps=2, guidance=2.0, scheduler="unipc", seed=4,
+                                     fit="pad", source_pose_keypoint=_pose(1), target_pose_keypoint=_pose(1, 3),
+                                     target_embedding=torch.randn(1, EMBED), resolution=TINY_SIZE).result[0]
+    assert image.shape[-1] == 3 and torch.isfinite(image).all()
+
+
+def test_stage2_simplified_model_writes_a_sample_sheet(models_dir, people, tmp_path, simplified_file):  # noqa: F811
+    shutil.copy(simplified_file.with_suffix(".json"), tmp_path / "PCDMs_ckpt.json")
+    shutil.copy(simplified_file, tmp_path / "PCDMs_ckpt.pt")
+    trained = _train(models_dir, tmp_path / "out", 2, tmp_path / "PCDMs_ckpt.pt", str(people[0]), "--sample-every", "1")
+    assert any(k.startswith("image_proj_model.") for k in trained)  # the simplified release's layout
+    sheet = Image.open(tmp_path / "out" / "samples" / "step0000001.png")
+    assert sheet.size == (4 * TINY_SIZE, 4 * TINY_SIZE)  # 4 pairs x [source | pose | generated | target]
+
+
+def test_stage1_prior_trains_and_generates(models_dir, handles, people, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(models_dir))
+    trained = _train(models_dir, tmp_path, 1, models_dir / "pcdms" / "s1_512.pt", str(people[0]))
+    original = torch.load(models_dir / "pcdms" / "s1_512.pt", weights_only=True)["module"]
+    assert set(trained) == set(original) and _changed(original, trained)
+    prior = pcdm_chain.PcdmPriorLoader.execute("trained_s1.safetensors", "fp32").result[0]
+    embeds = pcdm_chain.PcdmPrior.execute(prior, handles["clip_vision"], _image(1), _pose(1), _pose(2, 1),
+                                          **PRIOR_ARGS).result[0]
+    assert embeds.shape == (2, EMBED) and torch.isfinite(embeds).all()
+
+
+def test_stage3_refiner_trains_and_generates(models_dir, handles, people, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(models_dir))
+    trained = _train(models_dir, tmp_path, 3, models_dir / "pcdms" / "s3_512.pt", str(people[0]),
+                     "--coarse", str(people[1]))
+    original = torch.load(models_dir / "pcdms" / "s3_512.pt", weights_only=True)["module"]
+    assert set(trained) == set(original) and _changed(original, trained)
+    refiner = pcdm_chain.PcdmRefinerLoader.execute("trained_s3.safetensors", "fp32").result[0]
+    image = pcdm_chain.PcdmRefine.execute(refiner, handles["dinov2"], handles["vae"], _image(1, 2), _image(1),
+                                          **REFINE_ARGS).result[0]
+    assert torch.isfinite(image).all()
