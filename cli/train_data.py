@@ -119,13 +119,12 @@ def people_folder(folder: str | os.PathLike, stage: int, size: int, coarse_dir: 
             render = path.with_name(path.stem + "_pose" + suffix)
             if render.is_file():
                 return _read_image(render, side)
-        frame = _frame(path)
-        from ..models.pcdm.inpaint import render_pose_frames
+        from ..pose.conditions import pcdms_renders
 
-        return render_pose_frames([frame], side, side)[0]
+        return torch.from_numpy(pcdms_renders([_frame(path)], side, side)[0]).movedim(-1, 0).float() / 255.0
 
     def keypoints(path: Path) -> torch.Tensor:
-        from ..models.pcdm.prior import pose_coordinates
+        from ..pose.conditions import pose_coordinates
 
         return pose_coordinates([_frame(path)], pose_convention, name=str(path.with_suffix(".json")))[0]
 
