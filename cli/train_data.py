@@ -21,14 +21,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..models.images import from_uint8
 from ..models.pcdm.train import PairItem
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def _read_image(path: Path, size: int) -> torch.Tensor:
-    image = Image.open(path).convert("RGB").resize((size, size), Image.BICUBIC)
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).movedim(-1, 0)
+    """[3,size,size] 0..1, PIL bicubic on uint8 as the scripts' `.resize(size, Image.BICUBIC)`."""
+    with Image.open(path) as image:
+        return from_uint8(np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC)))
 
 
 def _first_existing(candidates: Sequence[Path], what: str) -> Path:
@@ -121,7 +123,7 @@ def people_folder(folder: str | os.PathLike, stage: int, size: int, coarse_dir: 
                 return _read_image(render, side)
         from ..pose.conditions import pcdms_renders
 
-        return torch.from_numpy(pcdms_renders([_frame(path)], side, side)[0]).movedim(-1, 0).float() / 255.0
+        return from_uint8(pcdms_renders([_frame(path)], side, side)[0])
 
     def keypoints(path: Path) -> torch.Tensor:
         from ..pose.conditions import pose_coordinates

@@ -269,10 +269,12 @@ def _write_sample_sheet(objective: Objective, module: nn.Module, ema: ParameterE
     shown.train(was_training)
     if sheet is None:
         return
-    from .images import to_uint8_pil
+    from PIL import Image
+
+    from .images import to_uint8
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    to_uint8_pil(sheet).save(path)
+    Image.fromarray(to_uint8(sheet[None])[0]).save(path)
 
 
 def _enable_checkpointing(module: nn.Module) -> None:
