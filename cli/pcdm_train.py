@@ -47,8 +47,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                              "as the scripts")
     parser.add_argument("--noise-offset", type=float, default=0.1, help="default %(default)s (the scripts')")
     parser.add_argument("--save-every", type=int, default=500, help="default %(default)s")
-    parser.add_argument("--sample-every", type=int, default=0, help="write a sample sheet every N steps (stage 2 "
-                                                                    "simplified model); default off")
+    parser.add_argument("--sample-every", type=int, default=0, help="write a sample sheet every N steps (stages 2 "
+                                                                    "and 3); default off")
     parser.add_argument("--pose-convention", default="fraction", help="stage 1 from JSON keypoints: the coordinate "
                                                                       "convention of the prior; default %(default)s")
     parser.add_argument("--seed", type=int, default=0)

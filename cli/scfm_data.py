@@ -27,7 +27,8 @@ def find_pairs(data_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
         raise FileNotFoundError(f"training data folder not found: {root}")
     pairs, missing = [], []
     for person in sorted(p for p in root.iterdir() if p.is_dir()):
-        images = sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        # `<stem>_pose.png` is the render the `pose` command writes beside its JSON, not a photo
+        images = sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_pose"))
         missing += [str(p) for p in images if not p.with_suffix(".json").is_file()]
         images = [p for p in images if p.with_suffix(".json").is_file()]
         pairs += [(a, b) for a in images for b in images if a != b]

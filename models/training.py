@@ -11,8 +11,8 @@ What the loop guarantees:
 - Randomness: each (step, rank) draws its noise, timesteps and conditioning dropout from a generator seeded
   with (seed, step, rank), so resuming reproduces the straight run's draws.
 - Files: only the main process writes (weights as safetensors, optimizer state, EMA, a log); the other ranks
-  only read. With DeepSpeed ZeRO the optimizer is sharded, so there every rank saves its own shard
-  through Accelerate (by design of ZeRO).
+  only read. With DeepSpeed ZeRO (stages 1 and 2: the weights stay whole on every rank) the optimizer is
+  sharded, so there every rank saves its own shard through Accelerate (by design of ZeRO).
 - Resume: when `out_dir` holds a `state/` from an earlier run, training continues from its step.
 """
 from __future__ import annotations
@@ -96,6 +96,11 @@ def make_accelerator(settings: LoopSettings, cpu: bool | None = None):
         raise ValueError(f"mixed precision {settings.mixed_precision!r}: expected one of {MIXED_PRECISION}")
     if cpu is None:
         cpu = not torch.cuda.is_available()
+    from accelerate.state import AcceleratorState
+
+    # Accelerate keeps one precision per process; a later run in the same process (a notebook, the tests) may
+    # ask for another. The process group (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(mixed_precision=settings.mixed_precision, cpu=cpu,
                        gradient_accumulation_steps=settings.gradient_accumulation)
 
@@ -164,8 +169,12 @@ def train_loop(objective: Objective, dataset: Sequence[Any], settings: LoopSetti
     ema = ParameterEMA(module, settings.ema_decay) if settings.ema_decay else None
     if resumed and ema is not None and (state_dir / "ema.safetensors").is_file():
         ema.shadow = {k: v.float() for k, v in _load_safetensors(state_dir / "ema.safetensors").items()}
-    wrapped, optimizer = accelerator.prepare(module, optimizer)
     deepspeed = str(accelerator.distributed_type).endswith("DEEPSPEED")
+    if deepspeed:  # no dataloader goes through prepare(), so DeepSpeed is told the batch as the PCDMs scripts do
+        config = accelerator.state.deepspeed_plugin.deepspeed_config
+        config["train_micro_batch_size_per_gpu"] = settings.batch_size
+        config["gradient_accumulation_steps"] = settings.gradient_accumulation
+    wrapped, optimizer = accelerator.prepare(module, optimizer)
     if resumed:
         if deepspeed:
             accelerator.load_state(str(state_dir / "accelerate"))

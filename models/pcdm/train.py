@@ -173,17 +173,21 @@ class Stage2Objective:
         return tensors, _unet_metadata(model.unet.config)
 
     def sample_sheet(self, net: nn.Module, items: list[PairItem], seed: int) -> torch.Tensor | None:
-        """Rows of [source | target pose | generated | real target] for the first items (DDIM, guidance 2)."""
+        """Rows of [source | target pose | generated | real target] for the first items (DDIM, guidance 2). The
+        full model is given the real target's CLIP-H embedding (what stage 1 would predict at best)."""
         from .inpaint import InpaintSettings, inpaint
 
         model = net.model
-        if model.is_full:
-            return None  # needs a stage-1 embedding per item; the prior's own run shows stage 1
         size = items[0].source.shape[-1]
         settings = InpaintSettings(steps=self.sample_steps, seed=seed, size=size, fit="stretch",
                                    legacy_dino_interpolation=self.legacy)
+        embeds = None
+        if model.is_full:
+            param = next(self.clip.parameters())
+            pixels = clip_preprocess(_stack(items, "target")).to(device=param.device, dtype=param.dtype)
+            embeds = self.clip(pixel_values=pixels).image_embeds.float()
         result = inpaint(model, self.vae, self.dino, _stack(items, "source"), _stack(items, "source_pose"),
-                         _stack(items, "target_pose"), settings)
+                         _stack(items, "target_pose"), settings, target_embeds=embeds)
         rows = [torch.cat([item.source, item.target_pose, generated.cpu(), item.target], dim=-1)
                 for item, generated in zip(items, result.images)]
         return torch.cat(rows, dim=-2)
@@ -247,7 +251,15 @@ class Stage3Objective:
         return tensors, _unet_metadata(model.unet.config)
 
     def sample_sheet(self, net: nn.Module, items: list[PairItem], seed: int) -> torch.Tensor | None:
-        return None
+        """Rows of [source | stage-2 result | refined | real target] (UniPC 20, guidance 2)."""
+        from .refine import RefineSettings, refine
+
+        settings = RefineSettings(seed=seed, size=items[0].source.shape[-1], fit="stretch",
+                                  legacy_dino_interpolation=self.legacy)
+        refined = refine(net.model, self.vae, self.dino, _stack(items, "coarse"), _stack(items, "source"), settings)
+        rows = [torch.cat([item.source, item.coarse, image.cpu(), item.target], dim=-1)
+                for item, image in zip(items, refined)]
+        return torch.cat(rows, dim=-2)
 
 
 # ------------------------------------------------------------------------------------------- stage 1

@@ -59,9 +59,10 @@ def _changed(original, trained, prefix=""):
 
 def test_stage2_full_model_trains_and_generates(models_dir, people, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(models_dir))
-    trained = _train(models_dir, tmp_path, 2, models_dir / "pcdms" / "s2_512.pt", str(people[0]))
+    trained = _train(models_dir, tmp_path, 2, models_dir / "pcdms" / "s2_512.pt", str(people[0]), "--sample-every", "1")
     original = torch.load(models_dir / "pcdms" / "s2_512.pt", weights_only=True)["module"]
     assert set(trained) == set(original) and _changed(original, trained)
+    assert Image.open(tmp_path / "samples" / "step0000001.png").size == (4 * TINY_SIZE, 4 * TINY_SIZE)
     handle = loaders.PCDMLoader.execute("trained_s2.safetensors", "fp32").result[0]
     dino = loaders.DINOv2Loader.execute("dinov2-giant.safetensors", "fp32").result[0]
     vae = loaders.VAELoader.execute("sd21-base-vae.safetensors", "fp32").result[0]
@@ -94,9 +95,10 @@ def test_stage1_prior_trains_and_generates(models_dir, handles, people, tmp_path
 def test_stage3_refiner_trains_and_generates(models_dir, handles, people, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(models_dir))
     trained = _train(models_dir, tmp_path, 3, models_dir / "pcdms" / "s3_512.pt", str(people[0]),
-                     "--coarse", str(people[1]))
+                     "--coarse", str(people[1]), "--sample-every", "1")
     original = torch.load(models_dir / "pcdms" / "s3_512.pt", weights_only=True)["module"]
     assert set(trained) == set(original) and _changed(original, trained)
+    assert Image.open(tmp_path / "samples" / "step0000001.png").size == (4 * TINY_SIZE, 4 * TINY_SIZE)
     refiner = pcdm_chain.PcdmRefinerLoader.execute("trained_s3.safetensors", "fp32").result[0]
     image = pcdm_chain.PcdmRefine.execute(refiner, handles["dinov2"], handles["vae"], _image(1, 2), _image(1),
                                           **REFINE_ARGS).result[0]

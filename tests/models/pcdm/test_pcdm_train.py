@@ -55,3 +55,26 @@ def test_stage2_loss_is_the_scripts_objective(stage2_parts):
     want = F.mse_loss(pred.float(), noise.float())
     torch.testing.assert_close(loss, want, rtol=1e-6, atol=1e-7)
     assert keep_p.min() == 0  # this seed drops one source image, so the dropout path is exercised
+
+
+def test_bf16_checkpointing_and_ema_publish_the_average(stage2_parts, tmp_path):
+    from safetensors.torch import load_file
+
+    from posetransfer.models.training import LoopSettings, train_loop
+
+    model, _, vae, dino = (copy.deepcopy(m) for m in stage2_parts)
+    objective = Stage2Objective(model, vae, dino)
+    gen = torch.Generator().manual_seed(1)
+    data = [PairItem(*(torch.rand(3, 64, 64, generator=gen) for _ in range(4)), index=i) for i in range(3)]
+    seen = []
+    settings = LoopSettings(steps=2, batch_size=1, lr=1e-3, mixed_precision="bf16", gradient_checkpointing=True,
+                            ema_decay=0.5, save_every=10)
+    weights = train_loop(objective, data, settings, tmp_path, name="s2", log=lambda step, v: seen.append(v))
+    assert [round(v["lr"], 6) for v in seen] == [1e-3, 1e-3] and all(torch.isfinite(torch.tensor(v["loss"])) for v in seen)
+    assert objective.net.model.unet.unet.down_blocks[0].gradient_checkpointing
+    published = load_file(weights)
+    raw = load_file(tmp_path / "state" / "model.safetensors")
+    ema = load_file(tmp_path / "state" / "ema.safetensors")
+    key = "conv_in.weight"
+    assert torch.equal(published["unet." + key], ema["model.unet.unet." + key])
+    assert not torch.equal(published["unet." + key], raw["model.unet.unet." + key])

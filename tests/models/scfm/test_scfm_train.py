@@ -83,6 +83,7 @@ def test_vgg_is_required_unless_the_correctness_loss_is_off(tmp_path, tiny_confi
 
 def test_few_steps_train_resume_and_load(tmp_path, tiny_config):
     _dataset(tmp_path / "data")
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "person0" / "0_pose.png")  # the `pose` command's render: no photo
     assert len(find_pairs(tmp_path / "data")) == 4
     torch.save(tiny_vgg_state(), tmp_path / "vgg19.pth")
     vgg = load_vgg19(tmp_path / "vgg19.pth")
