@@ -36,9 +36,7 @@ fx = parity.fx
 from posetransfer.models.checkpoints import read_checkpoint  # noqa: E402
 from posetransfer.models.encoders import load_clip_vision, load_dinov2  # noqa: E402
 from posetransfer.models.pcdm import train as ours  # noqa: E402
-from posetransfer.models.pcdm.loading import load_pcdm_checkpoint  # noqa: E402
-from posetransfer.models.pcdm.prior import load_prior  # noqa: E402
-from posetransfer.models.pcdm.refine import load_refiner  # noqa: E402
+from posetransfer.models.pcdm.stages import load_pcdm_checkpoint, load_prior, load_refiner  # noqa: E402
 from posetransfer.models.vae import load_vae  # noqa: E402
 
 SIZE, BATCH, SEED = fx.TINY_SIZE, 2, 5

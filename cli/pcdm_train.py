@@ -70,7 +70,7 @@ def build_objective(stage: int, init: str, *, vae: str | None = None, dino: str 
 
     if stage == 1:
         from ..models.encoders import load_clip_vision
-        from ..models.pcdm.prior import load_prior
+        from ..models.pcdm.stages import load_prior
 
         return objectives.Stage1Objective(load_prior(init), load_clip_vision(need(clip, "CLIP ViT-H/14", "--clip")).to(frozen),
                                           noise_offset=noise_offset)
@@ -81,12 +81,12 @@ def build_objective(stage: int, init: str, *, vae: str | None = None, dino: str 
     dino_model = load_dinov2(need(dino, "DINOv2-giant", "--dino")).to(frozen)
     if stage == 2:
         from ..models.encoders import load_clip_vision
-        from ..models.pcdm.loading import load_pcdm_checkpoint
+        from ..models.pcdm.stages import load_pcdm_checkpoint
 
         model = load_pcdm_checkpoint(init, dtype=torch.float32)
         clip_model = load_clip_vision(clip).to(frozen) if (model.is_full and clip) else None
         return objectives.Stage2Objective(model, vae_model, dino_model, clip_model, noise_offset=noise_offset)
-    from ..models.pcdm.refine import load_refiner
+    from ..models.pcdm.stages import load_refiner
 
     return objectives.Stage3Objective(load_refiner(init, dtype=torch.float32), vae_model, dino_model,
                                       noise_offset=noise_offset)

@@ -33,9 +33,9 @@ from torch import nn
 from ..encoders import clip_preprocess, encode_dino_pixels
 from ..images import to_signed
 from ..vae import SD_LATENT_SCALE
-from .loading import PcdmStage2
-from .prior import CLIP_EMBED_MEAN, CLIP_EMBED_STD, PosePriorTransformer
-from .refine import PcdmRefiner
+from .prior import CLIP_EMBED_MEAN, CLIP_EMBED_STD
+from .prior_transformer import PosePriorTransformer
+from .stages import PcdmRefiner, PcdmStage2
 
 NUM_TRAIN_TIMESTEPS = 1000
 NOISE_OFFSET = 0.1  # run_stage{1,2,3}.sh --noise_offset

@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 
 from posetransfer.models import training  # noqa: E402
 from posetransfer.models.encoders import load_dinov2  # noqa: E402
-from posetransfer.models.pcdm.loading import load_pcdm_checkpoint  # noqa: E402
+from posetransfer.models.pcdm.stages import load_pcdm_checkpoint  # noqa: E402
 from posetransfer.models.pcdm.train import PairItem, Stage2Objective  # noqa: E402
 from posetransfer.models.vae import load_vae  # noqa: E402
 
