@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..models.images import from_uint8
+from ..models.images import from_uint8, read_image_file
 from ..models.pcdm.train import PairItem
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -29,8 +29,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 def _read_image(path: Path, size: int) -> torch.Tensor:
     """[3,size,size] 0..1, PIL bicubic on uint8 as the scripts' `.resize(size, Image.BICUBIC)`."""
-    with Image.open(path) as image:
-        return from_uint8(np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC)))
+    image = Image.fromarray(read_image_file(path, "training image")).resize((size, size), Image.BICUBIC)
+    return from_uint8(np.asarray(image))
 
 
 def _first_existing(candidates: Sequence[Path], what: str) -> Path:
