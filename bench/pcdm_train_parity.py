@@ -1,4 +1,4 @@
-"""One PCDMs training step like the ORIGINAL scripts (tencent-ailab/PCDMs stage{1,2,3}_train_*.py), tiny models, fp32 CPU.
+"""One PCDMs training step like the ORIGINAL scripts (tencent-ailab/PCDMs stage{1,2,3}_train_*.py), tiny, fp32 CPU.
 
     git --git-dir=<PCDMs mirror> archive HEAD src stage2_batchtest_inpaint_model.py stage2_train_inpaint_model.py \\
         stage3_train_refined_model.py | tar -x -C /tmp/pcdms_orig
@@ -84,7 +84,8 @@ class Draws:
         draw = torch.randn(dist.mean.shape, generator=self.generator)
         from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
-        with parity.patched(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mean + self.std * draw):
+        replay = lambda self, generator=None: self.mean + self.std * draw  # noqa: E731
+        with parity.patched(DiagonalGaussianDistribution, "sample", replay):
             return dist.sample() * vae.config.scaling_factor  # the script's line
 
     def noise(self, like: torch.Tensor, offset_shape: tuple[int, ...]) -> torch.Tensor:
@@ -145,7 +146,8 @@ def run_stage2(orig, root: Path, paths: dict[str, Path], full: bool) -> None:
     with torch.no_grad():
         latents = d.posterior(o_vae, canvas)
         masked_latents = d.posterior(o_vae, masked)
-        mask = torch.cat([torch.ones(BATCH, 1, SIZE // 8, SIZE // 8), torch.zeros(BATCH, 1, SIZE // 8, SIZE // 8)], dim=3)
+        side = SIZE // 8
+        mask = torch.cat([torch.ones(BATCH, 1, side, side), torch.zeros(BATCH, 1, side, side)], dim=3)
         cond_p = o_dino(clip_pixels(source) * keep_p).last_hidden_state
         cond_g = o_clip(clip_pixels(target) * keep_g).image_embeds.unsqueeze(1) if full else None
     noise = d.noise(latents, (latents.shape[0], latents.shape[1], 1, 1))
@@ -212,7 +214,8 @@ def run_prior(orig, root: Path, paths: dict[str, Path]) -> None:
     stage = "stage1"
     heads, layers, head_dim = parity.PRIOR_HEADS, parity.PRIOR_LAYERS, parity.PRIOR_HEAD_DIM
     o_prior = orig.prior_model.Stage1_PriorTransformer(num_attention_heads=heads, num_layers=layers,
-                                                       attention_head_dim=head_dim, embedding_dim=1024, num_embeddings=2)
+                                                       attention_head_dim=head_dim, embedding_dim=1024,
+                                                       num_embeddings=2)
     state = {k: v.half() for k, v in fx.randomise(o_prior, 8).state_dict().items()}
     torch.save({"module": state}, paths["prior"])
     fx.write_with_config(paths["prior"], {"num_attention_heads": heads, "attention_head_dim": head_dim})
@@ -232,13 +235,16 @@ def run_prior(orig, root: Path, paths: dict[str, Path]) -> None:
     keep_s, keep_sp, keep_tp = d.keep(), d.keep().view(-1, 1, 1), d.keep().view(-1, 1, 1)
     s_pose, t_pose = keypoints[:, 0:1] * keep_sp, keypoints[:, 1:2] * keep_tp  # (B,1,36), the txt reader's shape
     with torch.no_grad():
-        img_encoder_output = clip(clip_pixels(torch.stack([i.source for i in batch])) * keep_s).image_embeds.unsqueeze(1)
+        source_pixels = clip_pixels(torch.stack([i.source for i in batch])) * keep_s
+        img_encoder_output = clip(source_pixels).image_embeds.unsqueeze(1)
         image_embeds = clip(clip_pixels(torch.stack([i.target for i in batch]))).image_embeds.unsqueeze(1)
         noise = torch.randn(image_embeds.shape, generator=d.generator)
-        noise += ours.NOISE_OFFSET * torch.randn((image_embeds.shape[0], image_embeds.shape[1], 1), generator=d.generator)
+        offset_shape = (image_embeds.shape[0], image_embeds.shape[1], 1)
+        noise += ours.NOISE_OFFSET * torch.randn(offset_shape, generator=d.generator)
         timesteps = d.timesteps()
         image_embeds = (image_embeds - torch.tensor(-0.016)) / torch.tensor(0.415)
-        noisy_x = DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="sample").add_noise(image_embeds, noise, timesteps)
+        scheduler = DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="sample")
+        noisy_x = scheduler.add_noise(image_embeds, noise, timesteps)
         target = image_embeds.squeeze(1)
     pred = o_prior(noisy_x, timestep=timesteps, proj_embedding=img_encoder_output, encoder_hidden_states=s_pose,
                    encoder_hidden_states1=t_pose, attention_mask=None).predicted_image_embedding
@@ -246,7 +252,8 @@ def run_prior(orig, root: Path, paths: dict[str, Path]) -> None:
     theirs.backward()
     row(stage, "loss", loss, theirs)
     compare_grads(stage, net, {"prior": o_prior}, {
-        "prior.proj_in.weight": "prior:proj_in.weight", "prior.pose_encoder.net.0.weight": "prior:pose_encoder.net.0.weight",
+        "prior.proj_in.weight": "prior:proj_in.weight",
+        "prior.pose_encoder.net.0.weight": "prior:pose_encoder.net.0.weight",
         "prior.transformer_blocks.0.attn1.to_q.weight": "prior:transformer_blocks.0.attn1.to_q.weight",
         "prior.proj_to_clip_embeddings.weight": "prior:proj_to_clip_embeddings.weight"})
 

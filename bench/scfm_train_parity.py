@@ -35,7 +35,8 @@ _spec = importlib.util.spec_from_file_location("scfm_parity", _ROOT / "scfm_pari
 scfm_parity = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(scfm_parity)
 
-GRADIENTS = ("input_blocks.0.0.weight", "out.2.weight", "flow_net.output_eight.weight", "flow_net.block0.model.2.weight",
+GRADIENTS = ("input_blocks.0.0.weight", "out.2.weight", "flow_net.output_eight.weight",
+             "flow_net.block0.model.2.weight",
              "flow_net.output1.weight", "encoder.input_blocks.0.0.weight", "input_blocks.11.1.target.dispNet.0.weight",
              "cct_block.embeddings_1.patch_embeddings.weight")
 

@@ -22,7 +22,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--stage", type=int, choices=(1, 2, 3), required=True)
     parser.add_argument("data", help="a folder of people (sub-folder per person: photos + <stem>_pose.png or "
                                      "<stem>.json), or the original train_data.json (with --image-root)")
-    parser.add_argument("--image-root", help="image root of the original layout (train_data.json entries are relative to it)")
+    parser.add_argument("--image-root",
+                        help="image root of the original layout (train_data.json entries are relative to it)")
     parser.add_argument("--coarse", help="stage 3: folder of stage-2 results named '{source}_to_{target}.png'")
     parser.add_argument("--init", required=True, help="checkpoint to start from: an original PCDMs file "
                                                       "(PCDMs_ckpt.pt, s2_512.pt, s1_512.pt, s3_512.pt...) or ours")
@@ -40,7 +41,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup", type=int, default=0, help="linear warm-up steps (the scripts have none); "
                                                               "default %(default)s")
     parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
-                        help="autocast + fp16/bf16 frozen encoders, as the scripts' --mixed_precision; default %(default)s")
+                        help="autocast + fp16/bf16 frozen encoders, as the scripts' --mixed_precision; "
+                             "default %(default)s")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory (UNet stages)")
     parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                         help="keep an EMA of the weights with this decay and publish it (e.g. 0.999); default off, "
@@ -72,8 +74,8 @@ def build_objective(stage: int, init: str, *, vae: str | None = None, dino: str 
         from ..models.encoders import load_clip_vision
         from ..models.pcdm.stages import load_prior
 
-        return objectives.Stage1Objective(load_prior(init), load_clip_vision(need(clip, "CLIP ViT-H/14", "--clip")).to(frozen),
-                                          noise_offset=noise_offset)
+        clip_model = load_clip_vision(need(clip, "CLIP ViT-H/14", "--clip")).to(frozen)
+        return objectives.Stage1Objective(load_prior(init), clip_model, noise_offset=noise_offset)
     from ..models.encoders import load_dinov2
     from ..models.vae import load_vae
 

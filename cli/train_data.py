@@ -68,9 +68,11 @@ class PairDataset:
         source_path, target_path = self.pairs[index]
         item = PairItem(_read_image(source_path, self.size), _read_image(target_path, self.size), index=index)
         if self.stage == 2:
-            item.source_pose, item.target_pose = self.pose_of(source_path, self.size), self.pose_of(target_path, self.size)
+            item.source_pose = self.pose_of(source_path, self.size)
+            item.target_pose = self.pose_of(target_path, self.size)
         elif self.stage == 1:
-            item.source_keypoints, item.target_keypoints = self.keypoints_of(source_path), self.keypoints_of(target_path)
+            item.source_keypoints = self.keypoints_of(source_path)
+            item.target_keypoints = self.keypoints_of(target_path)
         else:
             name = f"{source_path.stem}_to_{target_path.stem}.png"
             item.coarse = _read_image(_first_existing([self.coarse_dir / name], "stage-2 result"), self.size)

@@ -126,11 +126,13 @@ class ParameterEMA:
         return module
 
 
-def _save_safetensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str] | None = None) -> None:
+def _save_safetensors(tensors: Mapping[str, torch.Tensor], path: Path,
+                      metadata: Mapping[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 
     partial = path.with_name(path.name + ".partial")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(partial), metadata=dict(metadata or {}))
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(partial),
+              metadata=dict(metadata or {}))
     os.replace(partial, path)  # a crash mid-write never replaces the previous file
 
 
@@ -290,7 +292,8 @@ def _enable_checkpointing(module: nn.Module) -> None:
     """Gradient checkpointing on every sub-model that supports it (diffusers and transformers models)."""
     found = False
     for sub in module.modules():
-        enable = getattr(sub, "enable_gradient_checkpointing", None) or getattr(sub, "gradient_checkpointing_enable", None)
+        enable = (getattr(sub, "enable_gradient_checkpointing", None)  # diffusers
+                  or getattr(sub, "gradient_checkpointing_enable", None))  # transformers
         if callable(enable) and sub is not module:
             enable()
             found = True

@@ -80,7 +80,8 @@ def load_vgg19(path: str | os.PathLike) -> VGG19Features:
     missing = [f"features.{i}.weight" for i in CONV_INDICES if f"features.{i}.weight" not in state]
     if missing:
         raise CheckpointError(
-            f"{path} is not a VGG19 file: {len(missing)} of its 16 convolution weights are missing (e.g. {missing[0]}); "
+            f"{path} is not a VGG19 file: {len(missing)} of its 16 convolution weights are missing "
+            f"(e.g. {missing[0]}); "
             f"its first keys are {', '.join(list(checkpoint.state_dict)[:4])}. SCFM's correctness loss needs "
             f"torchvision's ImageNet VGG19 weights, e.g. {VGG19_URL}.")
     widths = tuple(int(state[f"features.{i}.weight"].shape[0]) for i in CONV_INDICES)

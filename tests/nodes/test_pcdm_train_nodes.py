@@ -25,16 +25,19 @@ def people(tmp_path_factory):
     """Two people x two photos (+ pose render and OpenPose JSON each), and stage-2 results for every pair."""
     root = tmp_path_factory.mktemp("people")
     rng = np.random.default_rng(0)
+
+    def noise():
+        return rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
     for person in ("anna", "ben"):
         (root / person).mkdir()
         for index, frame in enumerate(_pose(2, seed=len(person))):
-            Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(root / person / f"{person}{index}.png")
-            Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(root / person / f"{person}{index}_pose.png")
+            for suffix in ("", "_pose"):
+                Image.fromarray(noise()).save(root / person / f"{person}{index}{suffix}.png")
             (root / person / f"{person}{index}.json").write_text(json.dumps(frame))
     coarse = tmp_path_factory.mktemp("coarse")
     for person in ("anna", "ben"):
         for a, b in ((0, 1), (1, 0)):
-            Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(coarse / f"{person}{a}_to_{person}{b}.png")
+            Image.fromarray(noise()).save(coarse / f"{person}{a}_to_{person}{b}.png")
     return root, coarse
 
 
@@ -54,7 +57,8 @@ def _train(models_dir, out, stage, init, *extra):
 
 
 def _changed(original, trained, prefix=""):
-    return any(not torch.equal(original[prefix + k].float(), v.float()) for k, v in trained.items() if prefix + k in original)
+    return any(not torch.equal(original[prefix + k].float(), v.float())
+               for k, v in trained.items() if prefix + k in original)
 
 
 def test_stage2_full_model_trains_and_generates(models_dir, people, tmp_path, monkeypatch):  # noqa: F811

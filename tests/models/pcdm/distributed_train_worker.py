@@ -44,7 +44,8 @@ pathlib.Path.write_text = lambda self, *a, **k: (writes.append(str(self)), _writ
 _save = torch.save
 torch.save = lambda obj, f, *a, **k: (writes.append(str(f)), _save(obj, f, *a, **k))[1]
 _st = training._save_safetensors
-training._save_safetensors = lambda tensors, path, metadata=None: (writes.append(str(path)), _st(tensors, path, metadata))[1]
+training._save_safetensors = lambda tensors, path, metadata=None: (writes.append(str(path)),
+                                                                   _st(tensors, path, metadata))[1]
 
 
 class Synthetic:

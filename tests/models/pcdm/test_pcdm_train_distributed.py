@@ -57,7 +57,7 @@ def test_only_rank_zero_writes(launched):
 
 def test_resumed_run_continues_exactly_where_the_straight_run_would(launched):
     work, ranks = launched
-    straight, resumed = load_file(work / "straight" / "stage2.safetensors"), load_file(work / "resumed" / "stage2.safetensors")
+    straight, resumed = (load_file(work / run / "stage2.safetensors") for run in ("straight", "resumed"))
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     # ... after reading the same items as the straight run's last 4 steps

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from posetransfer.models.checkpoints import CheckpointError
 from posetransfer.models.scfm.flow_losses import (CORRECTNESS_LAYERS, correctness_loss, regularisation_loss)
 from posetransfer.models.scfm.ops import block_extractor, local_attn_reshape, resample2d
-from posetransfer.models.scfm.vgg import CONV_INDICES, RELU_NAMES, VGG19Features, load_vgg19
+from posetransfer.models.scfm.vgg import CONV_INDICES, RELU_NAMES, load_vgg19
 
 TINY_WIDTHS = (4, 4, 6, 6, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8)
 
@@ -103,7 +103,8 @@ def _original_affine(flow, k):
     K = A @ np.linalg.inv(A.T @ A) @ A.T - np.identity(k ** 2)
     kernel = torch.from_numpy(K.T @ K).view(k * k, 1, k, k).to(flow)
     b, _, h, w = flow.shape
-    grid = flow + torch.stack([torch.arange(w).view(1, -1).expand(h, -1), torch.arange(h).view(-1, 1).expand(-1, w)]).to(flow)
+    xs, ys = torch.arange(w).view(1, -1).expand(h, -1), torch.arange(h).view(-1, 1).expand(-1, w)
+    grid = flow + torch.stack([xs, ys]).to(flow)
     total = 0
     for axis in range(2):
         g = grid[:, axis:axis + 1]
@@ -120,7 +121,8 @@ def test_regularisation_matches_the_original_procedure_and_vanishes_for_affine_f
     want = sum(_original_affine(f, k) for f, k in zip(flows, (2, 2, 3)))
     assert regularisation_loss(flows).item() == pytest.approx(want.item(), rel=1e-12)
     # = mean over windows of the least-squares affine residual (checked on the 8x8 flow with window 3).
-    g = flows[2] + torch.stack([torch.arange(8.).view(1, -1).expand(8, -1), torch.arange(8.).view(-1, 1).expand(-1, 8)]).double()
+    xs, ys = torch.arange(8.).view(1, -1).expand(8, -1), torch.arange(8.).view(-1, 1).expand(-1, 8)
+    g = flows[2] + torch.stack([xs, ys]).double()
     cells = torch.tensor([[r, c, 1.0] for r in range(3) for c in range(3)], dtype=torch.float64)
     residuals = []
     for n in range(2):
