@@ -11,11 +11,11 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from posetransfer.cli import pcdm_train
-from posetransfer.nodes import loaders, pcdm, pcdm_chain
+from posetransfer.nodes import loaders, pcdm, pcdm_stages
 
 from ..models.pcdm.conftest import TINY_SIZE
 from ..models.pcdm.conftest import dino_file, full_file, simplified_file, vae_file  # noqa: F401  (fixtures)
-from .test_pcdm_chain_nodes import EMBED, PRIOR_ARGS, REFINE_ARGS, _image, _pose, handles, models_dir  # noqa: F401
+from .test_pcdm_stages_nodes import EMBED, PRIOR_ARGS, REFINE_ARGS, _image, _pose, handles, models_dir  # noqa: F401
 
 pytest.importorskip("accelerate")
 
@@ -90,8 +90,8 @@ def test_stage1_prior_trains_and_generates(models_dir, handles, people, tmp_path
     trained = _train(models_dir, tmp_path, 1, models_dir / "pcdms" / "s1_512.pt", str(people[0]))
     original = torch.load(models_dir / "pcdms" / "s1_512.pt", weights_only=True)["module"]
     assert set(trained) == set(original) and _changed(original, trained)
-    prior = pcdm_chain.PcdmPriorLoader.execute("trained_s1.safetensors", "fp32").result[0]
-    embeds = pcdm_chain.PcdmPrior.execute(prior, handles["clip_vision"], _image(1), _pose(1), _pose(2, 1),
+    prior = pcdm_stages.PCDMPriorLoader.execute("trained_s1.safetensors", "fp32").result[0]
+    embeds = pcdm_stages.PCDMPrior.execute(prior, handles["clip_vision"], _image(1), _pose(1), _pose(2, 1),
                                           **PRIOR_ARGS).result[0]
     assert embeds.shape == (2, EMBED) and torch.isfinite(embeds).all()
 
@@ -103,7 +103,7 @@ def test_stage3_refiner_trains_and_generates(models_dir, handles, people, tmp_pa
     original = torch.load(models_dir / "pcdms" / "s3_512.pt", weights_only=True)["module"]
     assert set(trained) == set(original) and _changed(original, trained)
     assert Image.open(tmp_path / "samples" / "step0000001.png").size == (4 * TINY_SIZE, 4 * TINY_SIZE)
-    refiner = pcdm_chain.PcdmRefinerLoader.execute("trained_s3.safetensors", "fp32").result[0]
-    image = pcdm_chain.PcdmRefine.execute(refiner, handles["dinov2"], handles["vae"], _image(1, 2), _image(1),
+    refiner = pcdm_stages.PCDMRefinerLoader.execute("trained_s3.safetensors", "fp32").result[0]
+    image = pcdm_stages.PCDMRefine.execute(refiner, handles["dinov2"], handles["vae"], _image(1, 2), _image(1),
                                           **REFINE_ARGS).result[0]
     assert torch.isfinite(image).all()
