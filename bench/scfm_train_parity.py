@@ -14,7 +14,7 @@ return our mask). The VGG19 both sides use is one random full-size VGG19 in torc
 .pth and read back by our `load_vgg19`; the original's `torchvision.models.vgg19(pretrained=True)` is a stand-in
 returning the same `features`). Dropout is set to 0 on both sides (its random masks cannot be shared); BatchNorm
 runs in training mode. Prints loss terms and gradients of named parameters with max |diff| and max |value|.
-Several minutes and ~8 GB of memory on 2 CPU cores.
+About 2 minutes and a few GB of memory on 2 CPU cores.
 """
 from __future__ import annotations
 
