@@ -21,13 +21,14 @@ import shutil
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ..errors import PoseTransferError
 from .catalogue import HubFile
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 8 << 20
 
 
-class DownloadError(Exception):
+class DownloadError(PoseTransferError):
     """A file could not be fetched; the message names the file, the URL and what to do. `unreachable`: the hub
     itself did not answer (network, proxy), so asking it about other files would only wait again."""
 

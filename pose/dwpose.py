@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..errors import PoseTransferError
 from .detector import anchor_grid, clean_boxes, decode_boxes, select_person_boxes
 from .imageops import letterbox
 from .keypoints import PoseFrame, people_from_wholebody
@@ -35,11 +36,11 @@ WHOLEBODY_POINTS = 133
 COCO_CLASSES = 80
 
 
-class NoPersonError(RuntimeError):
+class NoPersonError(PoseTransferError):
     """No person was detected in a frame and the caller asked for an error."""
 
 
-class ModelSlotError(ValueError):
+class ModelSlotError(PoseTransferError):
     """An ONNX file is not the kind of model its slot (detector / pose model) needs; the message names it."""
 
 
