@@ -17,13 +17,22 @@ from .pair_lists import GFLA_FRAME, GFLA_MARGIN
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
+def _body_rows(path: str, what: str, dtype: type) -> np.ndarray:
+    """An 18-row `x y` text file (OpenPose-18 order) -> (18, 2) array; errors name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        values = np.loadtxt(path, dtype=dtype, ndmin=2)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a {what} of numbers 'x y' per row ({err})") from None
+    if values.shape != (BODY_POINTS, 2):
+        raise ValueError(f"{path}: expected {BODY_POINTS} rows 'x y' (OpenPose-18), found shape {values.shape}")
+    return values
+
+
 def gfla_keypoints(path: str) -> np.ndarray:
     """A GFLA/PIDM keypoint .txt -> (18, 2) pixels of the 176 x 256 picture, -1 where missing (SCFM's loader)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"keypoint file not found: {path}")
-    xy = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    if xy.shape != (BODY_POINTS, 2):
-        raise ValueError(f"{path}: expected {BODY_POINTS} rows 'x y' (OpenPose-18), found shape {xy.shape}")
+    xy = _body_rows(path, "keypoint file", np.float64)
     missing = (xy == -1).any(axis=1)
     xy = xy - np.array([GFLA_MARGIN, 0.0])
     xy[missing] = -1.0
@@ -74,9 +83,4 @@ def scfm_pose(path: str):
 
 def prior_coordinates(path: str) -> torch.Tensor:
     """A PCDMs `normalized_pose_txt` file (18 rows `x y`) -> (1, 36), fed to the prior as they are (as stage 1 did)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"stage-1 pose file not found: {path}")
-    values = np.loadtxt(path, dtype=np.float32, ndmin=2)
-    if values.shape != (BODY_POINTS, 2):
-        raise ValueError(f"{path}: expected {BODY_POINTS} rows 'x y', found shape {values.shape}")
-    return torch.from_numpy(values.reshape(1, -1))
+    return torch.from_numpy(_body_rows(path, "stage-1 pose file", np.float32).reshape(1, -1))

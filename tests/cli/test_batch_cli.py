@@ -4,7 +4,6 @@ import argparse
 import csv
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from posetransfer.cli import batch as batch_cli
 from posetransfer.cli import pair_lists
 from posetransfer.cli.pose_files import gfla_keypoints
 
-from ..models.pcdm.conftest import dino_file, simplified_file, vae_file  # noqa: F401
 
 STEPS = ["--steps", "1", "--resolution", "64", "--device", "cpu"]
 
@@ -36,17 +34,6 @@ def _png(path, height, width, seed):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)
     return path
-
-
-@pytest.fixture
-def models_dir(tmp_path, monkeypatch, simplified_file, vae_file, dino_file):  # noqa: F811
-    root = tmp_path / "models"
-    for folder, path in (("pcdms", simplified_file), ("vae", vae_file), ("clip_vision", dino_file)):
-        (root / folder).mkdir(parents=True)
-        shutil.copy(path, root / folder / path.name)
-        shutil.copy(path.with_suffix(".json"), root / folder / path.with_suffix(".json").name)
-    monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(root))
-    return root
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 import argparse
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +9,6 @@ from PIL import Image
 
 from posetransfer.cli import pcdm as pcdm_cli
 
-from ..models.pcdm.conftest import dino_file, simplified_file, vae_file  # noqa: F401
 
 
 def _parse(argv):
@@ -23,17 +21,6 @@ def _png(path, height, width, seed):
     array = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     Image.fromarray(array).save(path)
     return str(path)
-
-
-@pytest.fixture
-def models_dir(tmp_path, monkeypatch, simplified_file, vae_file, dino_file):  # noqa: F811
-    root = tmp_path / "models"
-    for folder, path in (("pcdms", simplified_file), ("vae", vae_file), ("clip_vision", dino_file)):
-        (root / folder).mkdir(parents=True)
-        shutil.copy(path, root / folder / path.name)
-        shutil.copy(path.with_suffix(".json"), root / folder / path.with_suffix(".json").name)
-    monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(root))
-    return root
 
 
 def test_transfer_writes_result_at_target_pose_size(tmp_path, models_dir, capsys):
