@@ -24,8 +24,8 @@ from typing import Callable, Protocol, Sequence
 
 import torch
 
-from ..checkpoints import CheckpointError, Kind, read_checkpoint
-from .checkpoint import build_scfm
+from ..checkpoints import CheckpointError
+from .checkpoint import build_scfm, load_scfm
 from .config import SCFMConfig
 from .flow_losses import LAMBDA_CORRECTNESS, LAMBDA_REGULARISATION, correctness_loss, regularisation_loss
 from .losses import DiffusionTerms, diffusion_loss
@@ -147,7 +147,7 @@ def _initial_model(out: Path, init: str | None, config: SCFMConfig | None):
         model, ema = build_scfm(state["model"], source=str(out)), build_scfm(state["ema"], source=str(out))
         return model, ema, state
     if init is not None:
-        ema = build_scfm(read_checkpoint(init, expect=Kind.SCFM).state_dict, source=init)
+        ema = load_scfm(init)  # the loader node's path: a file that does not build is named in the error
         return copy.deepcopy(ema), ema, None
     model = SCFMUNet(config or SCFMConfig())
     return model, copy.deepcopy(model), None

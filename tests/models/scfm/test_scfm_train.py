@@ -129,3 +129,25 @@ def test_cli_registers_scfm_train(tmp_path, tiny_config):
                               "--vgg", str(tmp_path / "vgg19.pth")])
     assert args.func(args) == 0
     assert load_scfm(tmp_path / "o.pt").config == tiny_config
+
+
+@pytest.mark.parametrize("damage", ["missing_key", "misshaped_key", "other_family"])
+def test_init_file_that_does_not_build_names_the_file(tmp_path, tiny_model, damage):
+    """--init goes through the loader node's path (`load_scfm`): a near-miss file gives the pack's error naming it."""
+    from safetensors.torch import save_file
+
+    from posetransfer.models.checkpoints import CheckpointError
+
+    weights = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    if damage == "missing_key":
+        del weights["out.2.weight"]
+    elif damage == "misshaped_key":
+        weights["output_blocks.17.0.in_layers.2.weight"] = weights["output_blocks.17.0.in_layers.2.weight"][:4]
+    else:
+        weights = {"image_proj_model_p.net.0.weight": torch.zeros(4, 3), "unet.conv_in.weight": torch.zeros(8, 8, 3, 3)}
+    init = tmp_path / "near_miss.safetensors"
+    save_file(weights, str(init))
+    with pytest.raises(CheckpointError, match=r"near_miss\.safetensors") as error:
+        train(tmp_path / "data", tmp_path / "o.pt", settings=TrainSettings(steps=1, lambda_correctness=0.0), init=str(init))
+    assert "SCFM" in str(error.value)
+    assert not (tmp_path / "o.pt").exists()
