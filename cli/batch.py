@@ -20,12 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..model_files.catalogue import FILES
 from ..models.images import FIT_MODES, from_uint8, pil_resize, read_image, to_uint8
-from ..models.pcdm.schedulers import SCHEDULERS
-from ..models.precision import PRECISIONS, precision_dtype
-from . import models_dir, pair_lists
-from .devices import default_device
+from ..models.precision import precision_dtype
+from . import devices, models_dir, pair_lists, sampling
 from .pair_lists import Pair
 from .pose_files import prior_coordinates, render_pose, scfm_pose
 from .sheets import contact_sheet
@@ -69,11 +66,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                              "size (PCDMs) or the source's (SCFM). auto: model for the papers' lists, native for CSV")
     parser.add_argument("--fit", choices=("auto", *FIT_MODES), default="auto",
                         help="how images reach the square; auto: stretch (the originals') for their lists, pad for CSV")
-    parser.add_argument("--steps", type=int, help="denoising steps (pcdm 50, pcdm3 20, scfm 50)")
-    parser.add_argument("--guidance", type=float, help="guidance scale (default 2.0)")
-    parser.add_argument("--scheduler", choices=SCHEDULERS, help="PCDMs sampler (pcdm ddim, pcdm3 unipc)")
-    parser.add_argument("--seed", type=int, help="pair i uses seed + i (default 42, the papers')")
-    parser.add_argument("--resolution", type=int, default=512, help="PCDMs model square (512; 256 for 256 models)")
+    sampling.add_options(parser, DEFAULTS)
     parser.add_argument("--prior-steps", type=int, default=20, help="pcdm3: stage-1 steps (20)")
     parser.add_argument("--prior-guidance", type=float, default=0.0, help="pcdm3: stage-1 guidance (0, the original)")
     parser.add_argument("--pose-convention", default="fraction",
@@ -82,13 +75,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="pcdm3: stage-3 guidance rescale 2.0 as the paper's script (default 0 = plain guidance)")
     parser.add_argument("--keep-stages", action="store_true",
                         help="pcdm3: also write stage1/<name>.npy embeddings and stage2/<name> coarse images")
-    for option, key in MODEL_OPTIONS.items():
-        file = FILES[key]
-        parser.add_argument(f"--{option}", default=file.name, help=f"{file.what}: a file name in the {file.folder}/ "
-                                                                  f"model folder, or a path (default: {file.name})")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto: fp16 on an accelerator for PCDMs (as the original), fp32 otherwise")
-    parser.add_argument("--device", help="torch device (default: the available accelerator, else cpu)")
+    models_dir.add_file_options(parser, MODEL_OPTIONS)
+    devices.add_options(parser, "auto: fp16 on an accelerator for PCDMs (as the original), fp32 otherwise")
     parser.add_argument("--sheet", metavar="DIR", help="also write contact sheets (source | target pose | result | "
                                                        "ground truth) of this shard's pairs; needs no model when "
                                                        "every result exists")
@@ -97,20 +85,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 # ------------------------------------------------------------------------------------------- runners
-def _device(args: argparse.Namespace) -> torch.device:
-    return torch.device(args.device) if args.device else default_device()
-
-
 def _model_files(args: argparse.Namespace, options: list[str], family: str) -> dict[str, str]:
     """Every file of `options` (a path, or a name in its model folder); one error lists all missing ones."""
-    wanted = {}
-    for option in options:
-        value = getattr(args, option)
-        if os.path.isfile(value):
-            continue
-        wanted[option] = (MODEL_OPTIONS[option], value)
-    found = models_dir.find_all(args, wanted, family=family) if wanted else {}
-    return {option: found.get(option, getattr(args, option)) for option in options}
+    return models_dir.find_options(args, {option: MODEL_OPTIONS[option] for option in options}, family)
 
 
 Runner = Callable[[Pair, int], torch.Tensor]  # (pair, seed) -> [3,H,W] 0..1
@@ -127,7 +104,7 @@ class PcdmRunner:
         from ..models.vae import load_vae
 
         self.args, self.three_stages, self.model_size = args, three_stages, model_size
-        device = _device(args)
+        device = devices.chosen_device(args.device)
         dtype = precision_dtype(args.precision, device)
         names = ["stage2" if three_stages else "pcdm", "dinov2", "vae"] + (["prior", "refiner", "clip"] if three_stages else [])
         files = _model_files(args, names, "pcdms-stages" if three_stages else "pcdms")
@@ -209,7 +186,7 @@ class ScfmRunner:
 
         if model_size and fit != "stretch":
             raise ValueError("--output-size model writes SCFM's square as the original did, which needs --fit stretch")
-        device = _device(args)
+        device = devices.chosen_device(args.device)
         dtype = precision_dtype("fp32" if args.precision == "auto" else args.precision, device)  # SCFM ran fp32
         self.model = load_scfm(_model_files(args, ["scfm"], "scfm")["scfm"]).to(device=device, dtype=dtype)
         self.args, self.model_size, self.fit = args, model_size, fit

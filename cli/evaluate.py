@@ -20,7 +20,7 @@ from ..metrics import fid as fid_metric
 from ..metrics.protocols import PROTOCOLS, Protocol
 from ..metrics.resize import read_image, resize
 from ..metrics.ssim import paper_ssim, psnr, window51_ssim
-from .devices import default_device
+from .devices import chosen_device
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 INCEPTION_SOURCE = ("pt_inception-2015-12-05-6726825d.pth from github.com/mseitzer/pytorch-fid/releases "
@@ -75,10 +75,6 @@ def match_ground_truth(results: list[str], truth_dir: str, protocol: Protocol) -
         else:
             missing.append(result)
     return pairs, missing
-
-
-def _device(name: str | None) -> torch.device:
-    return torch.device(name) if name else default_device()
 
 
 def _weights(path: str | None, flag: str, source: str) -> str | None:
@@ -188,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
     if not pairs:
         raise ValueError(f"no result in {args.results} has a ground truth in {args.ground_truth} under the "
                          f"{protocol.name} naming; check --protocol")
-    device = _device(args.device)
+    device = chosen_device(args.device)
     lpips_model = None
     if backbone:
         from ..metrics.lpips import load_lpips

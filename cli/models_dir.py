@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Mapping
 
 from ..model_files import folders
 from ..model_files.catalogue import FILES, HubFile
@@ -15,6 +16,14 @@ HELP = ("folder laid out like ComfyUI/models (default: $POSETRANSFER_MODELS_DIR,
 def add_option(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
     """`--models-dir` before or after the command; SUPPRESS keeps a subcommand from erasing the top-level value."""
     parser.add_argument("--models-dir", help=HELP, **({} if top_level else {"default": argparse.SUPPRESS}))
+
+
+def add_file_options(parser: argparse.ArgumentParser, options: Mapping[str, str]) -> None:
+    """`--<option>` for each catalogue file (option -> key in model_files/catalogue.py), default its usual name."""
+    for option, key in options.items():
+        file = FILES[key]
+        parser.add_argument(f"--{option}", default=file.name, help=f"{file.what}: a file name in the {file.folder}/ "
+                                                                  f"model folder, or a path (default: {file.name})")
 
 
 def models_dir(args: argparse.Namespace) -> str | None:
@@ -35,7 +44,7 @@ def how_to_get(key: str, family: str, root: folders.ModelsRoot) -> str:
     return file.source.instructions(target)
 
 
-def find_all(args: argparse.Namespace, wanted: dict[str, tuple[str, str]], family: str) -> dict[str, str]:
+def _find_all(args: argparse.Namespace, wanted: dict[str, tuple[str, str]], family: str) -> dict[str, str]:
     """Resolve `wanted` (option -> (catalogue key, file name)); one error lists every missing file with the
     folders searched and where to get it."""
     root = folders.find_models_root(models_dir(args))
@@ -52,3 +61,12 @@ def find_all(args: argparse.Namespace, wanted: dict[str, tuple[str, str]], famil
     if missing:
         raise FileNotFoundError(f"Missing model files (models folder {root.describe()}):\n" + "\n".join(missing))
     return found
+
+
+def find_options(args: argparse.Namespace, options: Mapping[str, str], family: str) -> dict[str, str]:
+    """The file of each option of `add_file_options` (option -> catalogue key): a path that exists as given, else
+    the name in its model folder; one error lists every missing file (the folders searched and where to get each)."""
+    wanted = {option: (key, getattr(args, option)) for option, key in options.items()
+              if not os.path.isfile(getattr(args, option))}
+    found = _find_all(args, wanted, family=family) if wanted else {}
+    return {option: found.get(option, getattr(args, option)) for option in options}

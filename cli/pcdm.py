@@ -8,24 +8,22 @@ import os
 import torch
 from PIL import Image
 
-from ..model_files.catalogue import FILES
 from ..models.encoders import load_dinov2
 from ..models.images import FIT_MODES, from_uint8, read_image, to_uint8
 from ..models.pcdm.inpaint import InpaintSettings, inpaint
 from ..models.pcdm.stages import load_pcdm_checkpoint
-from ..models.pcdm.schedulers import SCHEDULERS
-from ..models.precision import PRECISIONS, precision_dtype
+from ..models.precision import precision_dtype
 from ..models.vae import load_vae
 from ..pose.conditions import pcdms_renders, source_pose_renders
 from ..pose.dwpose import load_dwpose
 from ..pose.formats import load_openpose_json, require_people
-from . import models_dir
-from .devices import default_device
+from . import devices, models_dir, sampling
 
 log = logging.getLogger(__name__)
 
 # option -> catalogue file (model_files/catalogue.py)
 MODEL_FILES = {"pcdm": "pcdms", "dinov2": "dinov2", "vae": "vae", "dwpose": "dwpose_pose", "detector": "dwpose_detector"}
+SAMPLING = dict(steps=50, guidance=2.0, scheduler="ddim", seed=0)  # the simplified model's demo
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -36,29 +34,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("output", help="output image path; with several poses, _0000, _0001, ... are appended")
     parser.add_argument("--source-pose", help="pose render or OpenPose JSON of the source (default: extracted with "
                                               "DWPose from models/dwpose)")
-    for option, key in MODEL_FILES.items():
-        file = FILES[key]
-        parser.add_argument(f"--{option}", default=file.name,
-                            help=f"{file.what}: a file name in the {file.folder}/ model folder, or an absolute path "
-                                 f"(default: {file.name})")
-    parser.add_argument("--steps", type=int, default=50, help="denoising steps (default 50, the demo's)")
-    parser.add_argument("--guidance", type=float, default=2.0, help="guidance scale (default 2.0)")
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddim", help="default ddim (the demo's)")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed; pose i uses seed + i")
+    models_dir.add_file_options(parser, MODEL_FILES)
+    sampling.add_options(parser, {"transfer": SAMPLING})
     parser.add_argument("--fit", choices=FIT_MODES, default="pad", help="non-square images: pad, crop or stretch")
-    parser.add_argument("--resolution", type=int, default=512, help="model square side (512; 256 for 256 models)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto: fp16 on an accelerator (as the original), fp32 on CPU")
-    parser.add_argument("--device", help="torch device (default: the available accelerator, else cpu)")
+    devices.add_options(parser, "auto: fp16 on an accelerator (as the original), fp32 on CPU")
     parser.add_argument("--canvas", action="store_true", help="also save the whole [source | result] canvas")
     parser.set_defaults(func=_run)
 
 
 def find_model_files(args: argparse.Namespace, extract_source_pose: bool) -> dict[str, str]:
     """Resolve every needed model file; one error lists all missing ones, the folders searched and where to get each."""
-    wanted = {option: (key, getattr(args, option)) for option, key in MODEL_FILES.items()
+    needed = {option: key for option, key in MODEL_FILES.items()
               if extract_source_pose or option not in ("dwpose", "detector")}
-    return models_dir.find_all(args, wanted, family="pcdms")
+    return models_dir.find_options(args, needed, family="pcdms")
 
 
 def read_pose(path: str, height: int | None = None, width: int | None = None, what: str = "pose") -> torch.Tensor:
@@ -81,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         dwpose = load_dwpose(files["dwpose"], files["detector"])
         source_pose = from_uint8(source_pose_renders(dwpose, list(to_uint8(source))))
-    device = torch.device(args.device) if args.device else default_device()
+    device = devices.chosen_device(args.device)
     dtype = precision_dtype(args.precision, device)
     model = load_pcdm_checkpoint(files["pcdm"], dtype).to(device)
     dino = load_dinov2(files["dinov2"]).to(device=device, dtype=dtype)

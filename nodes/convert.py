@@ -26,6 +26,7 @@ class ConvertToSafetensors(io.ComfyNode):
             description="Rewrites an original pickled checkpoint (.pt/.pth/.bin/.ckpt) as a .safetensors file beside it, "
                         "with metadata naming the model kind. Pickles can run code when loaded; safetensors cannot.",
             search_aliases=["convert checkpoint", "pt to safetensors"],
+            is_output_node=True,
             inputs=[
                 io.Combo.Input("model", options=convertible_files(),
                                tooltip="Original file, as <model folder>/<file>. Only pickled formats are listed."),
@@ -33,7 +34,6 @@ class ConvertToSafetensors(io.ComfyNode):
                                  tooltip="Replace an existing .safetensors file of the same name."),
             ],
             outputs=[io.String.Output(display_name="path", tooltip="Path of the written .safetensors file.")],
-            is_output_node=True,
         )
 
     @classmethod

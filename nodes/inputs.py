@@ -6,9 +6,17 @@ workflows (tests/nodes/node_snapshot.json); the helpers take the id where nodes 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+
 from ..models.images import FIT_MODES
 from ..models.pcdm.schedulers import SCHEDULERS
-from .comfy_adapter import PRECISIONS, io, make_schema, model_file_list
+from .comfy_adapter import (PRECISIONS, io, make_schema, model_file_list, resolve_dtype, resolve_model_file,
+                            torch_device, wrap_model)
+
+ModelReader = Callable[[str, torch.dtype], torch.nn.Module]  # (path, dtype) -> module
 
 # ------------------------------------------------------------------------------------------- types
 # POSE_KEYPOINT is the type comfyui_controlnet_aux and core ComfyUI use, so their poses plug in directly.
@@ -49,15 +57,55 @@ def precision_input(original: str = "fp16") -> io.Combo.Input:
                                   "comparisons.")
 
 
+@dataclass(frozen=True)
+class ModelFileInput:
+    """A loader's model-file widget and how its file becomes a model, in one place: the widget id (frozen by
+    workflows), the model folder it lists and searches, its tooltip, the reader `read(path, dtype)`, where to get a
+    missing file (`hint`) and the device the model runs on."""
+
+    id: str
+    folder: str
+    tooltip: str
+    read: ModelReader
+    hint: str = ""
+    device: Callable[[], torch.device] = torch_device
+
+    def widget(self) -> io.Combo.Input:
+        return io.Combo.Input(self.id, options=model_file_list(self.folder), tooltip=self.tooltip)
+
+    def load(self, name: str, precision: str) -> io.NodeOutput:
+        """The file `name`, read at the precision widget's dtype for the device and wrapped for ComfyUI's memory
+        management; the node-output cache is the model cache."""
+        device = self.device()
+        path = resolve_model_file(self.folder, name, hint=self.hint)
+        return io.NodeOutput(wrap_model(self.read(path, resolve_dtype(precision, device)), device))
+
+
+def cast_after(read: Callable[[str], torch.nn.Module]) -> ModelReader:
+    """A reader without a dtype argument, its whole module cast once read (only the PCDMs stage readers keep some
+    heads in float32 and so take the dtype themselves)."""
+    return lambda path, dtype: read(path).to(dtype)
+
+
+class ModelLoader(io.ComfyNode):
+    """A loader node: its model-file widget (`FILE`) and the precision widget in, one model out. A loader declares
+    `FILE` and a `define_schema` that returns `loader_schema(...)`; `execute` is the same for all of them."""
+
+    FILE: ClassVar[ModelFileInput]
+
+    @classmethod
+    def execute(cls, precision: str = "auto", **file: str) -> io.NodeOutput:
+        # ComfyUI passes the file widget under its own id (ckpt_name, clip_name, vae_name: frozen by workflows).
+        return cls.FILE.load(file[cls.FILE.id], precision)
+
+
 def loader_schema(node_id: str, display_name: str, category: str, description: str, aliases: list[str],
-                  file: tuple[str, str, str], output: io.Output, original: str = "fp16", **fields) -> io.Schema:
-    """A loader node: one model-file widget (`file` = input id, model folder, tooltip), the precision widget and
-    one model output; `fields` are further schema fields (e.g. is_experimental)."""
-    input_id, folder, tooltip = file
+                  file: ModelFileInput, output: io.Output, original: str = "fp16", **fields) -> io.Schema:
+    """A `ModelLoader`'s schema: the model-file widget, the precision widget (`original`: what the original code
+    ran) and one model output; `fields` are further schema fields (e.g. is_experimental)."""
     return make_schema(node_id=node_id, display_name=display_name, category=category, description=description,
                        search_aliases=aliases, outputs=[output], **fields,
-                       inputs=[io.Combo.Input(input_id, options=model_file_list(folder), tooltip=tooltip),
-                               precision_input(original)])
+                       inputs=[file.widget(), precision_input(original)])
 
 
 def seed_input(tooltip: str = SEED_TIP) -> io.Int.Input:

@@ -17,22 +17,41 @@ from .inputs import (CHUNK_TIP, DWPOSE_HINT, PCDMS_CATEGORY, Dinov2Model, DWPose
 from .pose import onnx_model_files
 
 
-def _model_inputs() -> list:
-    return [
-        PcdmModel.Input("pcdm_model", tooltip="From PoseTransfer PCDM Loader."),
-        Dinov2Model.Input("dinov2", tooltip="From PoseTransfer DINOv2 Loader (dinov2-giant)."),
-        SdVae.Input("vae", tooltip="From PoseTransfer VAE Loader (SD2.1-base VAE)."),
-        io.Image.Input("source_image", tooltip="The person to repose. Batch 1 (used for every pose) or one per pose."),
-    ]
+def _stage2_schema(node_id: str, display_name: str, description: str, aliases: list[str], poses: list,
+                   appended: tuple = ()) -> io.Schema:
+    """The stage-2 nodes: the models and the source image, the sampling widgets, then how the poses arrive
+    (`poses`), then the advanced widgets; `appended` inputs come last (added after workflows shipped)."""
+    return make_schema(
+        node_id=node_id,
+        display_name=display_name,
+        category=PCDMS_CATEGORY,
+        description=description,
+        search_aliases=aliases,
+        advanced=("resolution", "batch_chunk", "sequential_guidance"),
+        inputs=[
+            PcdmModel.Input("pcdm_model", tooltip="From PoseTransfer PCDM Loader."),
+            Dinov2Model.Input("dinov2", tooltip="From PoseTransfer DINOv2 Loader (dinov2-giant)."),
+            SdVae.Input("vae", tooltip="From PoseTransfer VAE Loader (SD2.1-base VAE)."),
+            io.Image.Input("source_image", tooltip="The person to repose. Batch 1 (used for every pose) or one per "
+                                                   "pose."),
+            *pcdm_sampling_inputs(steps=50, scheduler="ddim"),
+            *poses,
+            square_input("resolution", optional=True),
+            io.Int.Input("batch_chunk", display_name="batch_chunk", default=4, min=1, max=64, optional=True,
+                         tooltip=CHUNK_TIP),
+            sequential_guidance_input(),
+            *appended,
+        ],
+        outputs=[io.Image.Output(display_name="image", tooltip="The source person in each target pose, at the target "
+                                                               "pose's size."),
+                 io.Image.Output(display_name="canvas", tooltip="The whole decoded [source | generated] canvas.")],
+    )
 
 
-def _advanced_inputs() -> list:
-    return [
-        square_input("resolution", optional=True),
-        io.Int.Input("batch_chunk", display_name="batch_chunk", default=4, min=1, max=64, optional=True,
-                     tooltip=CHUNK_TIP),
-        sequential_guidance_input(),
-    ]
+def _target_pose_inputs() -> list:
+    return [io.Image.Input("target_pose", optional=True, tooltip="Target pose render(s); a batch gives a batch."),
+            PoseKeypoint.Input("target_pose_keypoint", optional=True,
+                               tooltip="Or the target pose(s) as keypoints (drawn in PCDMs' style).")]
 
 
 def render_keypoints(value: Any, height: int | None, width: int | None,
@@ -77,38 +96,21 @@ def _settings(steps: int, guidance: float, scheduler: str, seed: int, fit: str, 
                            size=resolution, chunk_size=batch_chunk, sequential_guidance=sequential_guidance)
 
 
-def _outputs() -> list:
-    return [io.Image.Output(display_name="image", tooltip="The source person in each target pose, at the target "
-                                                          "pose's size."),
-            io.Image.Output(display_name="canvas", tooltip="The whole decoded [source | generated] canvas.")]
-
-
 class PCDMInpaint(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return make_schema(
-            node_id="PoseTransferPCDMInpaint",
-            advanced=("resolution", "batch_chunk", "sequential_guidance"),
-            display_name="PoseTransfer PCDM Inpaint",
-            category=PCDMS_CATEGORY,
-            description="PCDMs stage 2: paints the source person in each target pose (a batch of poses gives a batch "
-                        "of frames; the source is encoded once). Poses are rendered images or POSE_KEYPOINT.",
-            search_aliases=["pcdms", "pose transfer", "repose", "person image synthesis"],
-            inputs=[
-                *_model_inputs(), *pcdm_sampling_inputs(steps=50, scheduler="ddim"),
-                io.Image.Input("source_pose", optional=True,
-                               tooltip="Pose render of the source image (same aspect ratio as the source)."),
-                PoseKeypoint.Input("source_pose_keypoint", optional=True,
-                                    tooltip="Or the source pose as keypoints (drawn in PCDMs' style at the source size)."),
-                io.Image.Input("target_pose", optional=True, tooltip="Target pose render(s); a batch gives a batch."),
-                PoseKeypoint.Input("target_pose_keypoint", optional=True,
-                                    tooltip="Or the target pose(s) as keypoints (drawn in PCDMs' style)."),
-                PcdmEmbedding.Input("target_embedding", optional=True,
-                                    tooltip="Full stage-2 model only: target CLIP-H embedding from the PCDM Prior node."),
-                *_advanced_inputs(),
-            ],
-            outputs=_outputs(),
-        )
+        return _stage2_schema(
+            "PoseTransferPCDMInpaint", "PoseTransfer PCDM Inpaint",
+            "PCDMs stage 2: paints the source person in each target pose (a batch of poses gives a batch of frames; "
+            "the source is encoded once). Poses are rendered images or POSE_KEYPOINT.",
+            ["pcdms", "pose transfer", "repose", "person image synthesis"],
+            [io.Image.Input("source_pose", optional=True,
+                            tooltip="Pose render of the source image (same aspect ratio as the source)."),
+             PoseKeypoint.Input("source_pose_keypoint", optional=True,
+                                tooltip="Or the source pose as keypoints (drawn in PCDMs' style at the source size)."),
+             *_target_pose_inputs(),
+             PcdmEmbedding.Input("target_embedding", optional=True,
+                                 tooltip="Full stage-2 model only: target CLIP-H embedding from the PCDM Prior node.")])
 
     @classmethod
     def execute(cls, pcdm_model, dinov2, vae, source_image, steps: int, guidance: float, scheduler: str, seed: int,
@@ -126,32 +128,22 @@ class PCDMInpaint(io.ComfyNode):
 class PCDMPoseTransfer(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return make_schema(
-            node_id="PoseTransferPCDMPoseTransfer",
-            advanced=("resolution", "batch_chunk", "sequential_guidance"),
-            display_name="PoseTransfer PCDM Pose Transfer (one step)",
-            category=PCDMS_CATEGORY,
-            description="Source photo + target pose -> the person in that pose. Extracts the source pose with DWPose "
-                        "(ONNX files in models/dwpose), draws it in PCDMs' style, and runs PCDM Inpaint.",
-            search_aliases=["pcdms", "pose transfer", "repose", "one step"],
-            inputs=[
-                *_model_inputs(), *pcdm_sampling_inputs(steps=50, scheduler="ddim"),
-                io.Combo.Input("dwpose_model", options=onnx_model_files(), default="dw-ll_ucoco_384.onnx",
-                               tooltip="DWPose keypoint model (ONNX) in models/dwpose. Ignored when 'dwpose' is "
-                                       "connected."),
-                io.Combo.Input("detector_model", options=onnx_model_files(), default="yolox_l.onnx",
-                               tooltip="YOLOX person detector (ONNX) in models/dwpose. Ignored when 'dwpose' is "
-                                       "connected."),
-                io.Image.Input("target_pose", optional=True, tooltip="Target pose render(s); a batch gives a batch."),
-                PoseKeypoint.Input("target_pose_keypoint", optional=True,
-                                    tooltip="Or the target pose(s) as keypoints (drawn in PCDMs' style)."),
-                *_advanced_inputs(),
-                DWPoseModel.Input("dwpose", optional=True,
-                                  tooltip="From PoseTransfer DWPose Loader: its sessions are opened once and reused "
-                                          "by every run. Without it, the two files above are opened on each run."),
-            ],
-            outputs=_outputs(),
-        )
+        return _stage2_schema(
+            "PoseTransferPCDMPoseTransfer", "PoseTransfer PCDM Pose Transfer (one step)",
+            "Source photo + target pose -> the person in that pose. Extracts the source pose with DWPose (ONNX files "
+            "in models/dwpose), draws it in PCDMs' style, and runs PCDM Inpaint.",
+            ["pcdms", "pose transfer", "repose", "one step"],
+            [io.Combo.Input("dwpose_model", options=onnx_model_files(), default="dw-ll_ucoco_384.onnx",
+                            tooltip="DWPose keypoint model (ONNX) in models/dwpose. Ignored when 'dwpose' is "
+                                    "connected."),
+             io.Combo.Input("detector_model", options=onnx_model_files(), default="yolox_l.onnx",
+                            tooltip="YOLOX person detector (ONNX) in models/dwpose. Ignored when 'dwpose' is "
+                                    "connected."),
+             *_target_pose_inputs()],
+            appended=(DWPoseModel.Input("dwpose", optional=True,
+                                        tooltip="From PoseTransfer DWPose Loader: its sessions are opened once and "
+                                                "reused by every run. Without it, the two files above are opened on "
+                                                "each run."),))
 
     @classmethod
     def execute(cls, pcdm_model, dinov2, vae, source_image, steps: int, guidance: float, scheduler: str, seed: int,

@@ -14,11 +14,10 @@ from ..models.pcdm.refine import PAPER_GUIDANCE_RESCALE, RefineSettings, refine
 from ..models.pcdm.stages import load_prior, load_refiner
 from ..pose.conditions import POSE_CONVENTIONS, pose_coordinates
 from ..pose.formats import frames_from_pose_keypoint
-from .comfy_adapter import (io, load_models, make_schema, progress_callback, resolve_dtype,
-                            resolve_model_file, to_output, wrap_model)
-from .inputs import (PCDMS_CATEGORY, ClipVisionModel, Dinov2Model, PcdmEmbedding, PcdmModel, PoseKeypoint,
-                     PriorModel, RefinerModel, SdVae, loader_schema, pcdm_sampling_inputs, seed_input,
-                     sequential_guidance_input, square_input)
+from .comfy_adapter import io, load_models, make_schema, progress_callback, to_output
+from .inputs import (PCDMS_CATEGORY, ClipVisionModel, Dinov2Model, ModelFileInput, ModelLoader, PcdmEmbedding,
+                     PcdmModel, PoseKeypoint, PriorModel, RefinerModel, SdVae, loader_schema, pcdm_sampling_inputs,
+                     seed_input, sequential_guidance_input, square_input)
 from .pcdm import pose_input, run_inpaint
 
 PRIOR_CANVAS = 512  # the stage-1 script resized the source to 512 x 512 before CLIP's own 224 preprocessing
@@ -35,37 +34,32 @@ STAGE_FILES_HINT = ("Put the paper's stage files from the tencent-ailab/PCDMs RE
 
 
 # ------------------------------------------------------------------------------------------- loaders
-class PCDMPriorLoader(io.ComfyNode):
+class PCDMPriorLoader(ModelLoader):
+    FILE = ModelFileInput("ckpt_name", "pcdms", "Stage-1 prior file in models/pcdms (DeepSpeed .pt as released, or "
+                          ".safetensors).", load_prior, hint=STAGE_FILES_HINT)
+
     @classmethod
     def define_schema(cls):
         return loader_schema(
             "PoseTransferPCDMPriorLoader", "PoseTransfer PCDM Prior Loader", PCDMS_CATEGORY,
             "Loads the PCDMs stage-1 prior (s1_512.pt / s1_256.pt, and the mislabeled s2_256.pt) from models/pcdms. "
-            "The kind is read from the weights, never from the file name.", ["pcdms stage 1", "pose prior"],
-            ("ckpt_name", "pcdms", "Stage-1 prior file in models/pcdms (DeepSpeed .pt as released, or .safetensors)."),
-            PriorModel.Output(display_name="prior", tooltip="The stage-1 prior transformer."), original="fp32",
-            is_experimental=True)
-
-    @classmethod
-    def execute(cls, ckpt_name: str, precision: str = "auto") -> io.NodeOutput:
-        path = resolve_model_file("pcdms", ckpt_name, hint=STAGE_FILES_HINT)
-        return io.NodeOutput(wrap_model(load_prior(path, resolve_dtype(precision))))
+            "The kind is read from the weights, never from the file name.",
+            ["pcdms stage 1", "pose prior"], cls.FILE,
+            PriorModel.Output(display_name="prior", tooltip="The stage-1 prior transformer."),
+            original="fp32", is_experimental=True)
 
 
-class PCDMRefinerLoader(io.ComfyNode):
+class PCDMRefinerLoader(ModelLoader):
+    FILE = ModelFileInput("ckpt_name", "pcdms", "Stage-3 file in models/pcdms (DeepSpeed .pt as released, or "
+                          ".safetensors).", load_refiner, hint=STAGE_FILES_HINT)
+
     @classmethod
     def define_schema(cls):
         return loader_schema(
             "PoseTransferPCDMRefinerLoader", "PoseTransfer PCDM Refiner Loader", PCDMS_CATEGORY,
             "Loads a PCDMs stage-3 refinement model (s3_512.pt / s3_256.pt) from models/pcdms.",
-            ["pcdms stage 3", "refine model"],
-            ("ckpt_name", "pcdms", "Stage-3 file in models/pcdms (DeepSpeed .pt as released, or .safetensors)."),
+            ["pcdms stage 3", "refine model"], cls.FILE,
             RefinerModel.Output(display_name="refiner", tooltip="The stage-3 UNet with its appearance projection."))
-
-    @classmethod
-    def execute(cls, ckpt_name: str, precision: str = "auto") -> io.NodeOutput:
-        path = resolve_model_file("pcdms", ckpt_name, hint=STAGE_FILES_HINT)
-        return io.NodeOutput(wrap_model(load_refiner(path, resolve_dtype(precision))))
 
 
 # ------------------------------------------------------------------------------------------- glue
@@ -107,26 +101,45 @@ def _strength_input(name: str) -> io.Float.Input:
     return io.Float.Input(name, default=1.0, min=0.05, max=1.0, step=0.05, tooltip=STRENGTH_TIP)
 
 
+def _prior_sampling_inputs(steps_id: str, steps_tip: str, guidance_id: str, guidance_tip: str) -> list:
+    """The prior's steps and guidance: the paper's 20 UnCLIP steps, and no guidance as the original."""
+    return [io.Int.Input(steps_id, default=20, min=2, max=200, tooltip=steps_tip),
+            io.Float.Input(guidance_id, default=0.0, min=0.0, max=20.0, step=0.1, tooltip=guidance_tip)]
+
+
+def _source_inputs() -> list:
+    """The source person and its pose, as the prior reads them."""
+    return [io.Image.Input("source_image", tooltip="The person to re-pose (one image, or one per target pose)."),
+            PoseKeypoint.Input("source_pose", tooltip="Body keypoints of the source image (e.g. from DWPose).")]
+
+
+def _encoder_inputs() -> list:
+    """The appearance encoder and the VAE of stages 2 and 3."""
+    return [Dinov2Model.Input("dinov2", tooltip="DINOv2-giant image encoder."),
+            SdVae.Input("vae", tooltip="The Stable Diffusion 2.1-base VAE.")]
+
+
 class PCDMPrior(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return make_schema(
-            node_id="PoseTransferPCDMPrior", display_name="PoseTransfer PCDM Prior", category=PCDMS_CATEGORY,
-            is_experimental=True, advanced=("pose_convention",),
+            node_id="PoseTransferPCDMPrior",
+            display_name="PoseTransfer PCDM Prior",
+            category=PCDMS_CATEGORY,
             description="PCDMs stage 1 (experimental on your own data): predicts the CLIP ViT-H/14 embedding of the "
                         "person in the target pose from the source image's embedding and both poses. Feed it to the "
                         "full stage-2 inpainting model.",
             search_aliases=["pcdms stage 1", "target embedding"],
+            is_experimental=True,
+            advanced=("pose_convention",),
             inputs=[
                 PriorModel.Input("prior", tooltip="From PoseTransfer PCDM Prior Loader."),
                 ClipVisionModel.Input("clip_vision", tooltip="CLIP ViT-H/14 vision model with projection (the IPAdapter one)."),
-                io.Image.Input("source_image", tooltip="The person to re-pose (one image, or one per target pose)."),
-                PoseKeypoint.Input("source_pose", tooltip="Body keypoints of the source image (e.g. from DWPose)."),
+                *_source_inputs(),
                 PoseKeypoint.Input("target_pose", tooltip="Body keypoints of each wanted pose; one embedding per frame."),
-                io.Int.Input("steps", default=20, min=2, max=200, tooltip="UnCLIP steps (the paper: 20)."),
-                io.Float.Input("guidance", default=0.0, min=0.0, max=20.0, step=0.1,
-                               tooltip="0 (or anything up to 1) = no guidance, the original's setting. Above 1: "
-                                       "classifier-free guidance against a zero source embedding (our extension)."),
+                *_prior_sampling_inputs("steps", "UnCLIP steps (the paper: 20).", "guidance",
+                                        "0 (or anything up to 1) = no guidance, the original's setting. Above 1: "
+                                        "classifier-free guidance against a zero source embedding (our extension)."),
                 seed_input(),
                 _pose_convention_input(),
             ],
@@ -145,15 +158,16 @@ class PCDMRefine(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return make_schema(
-            node_id="PoseTransferPCDMRefine", display_name="PoseTransfer PCDM Refine", category=PCDMS_CATEGORY,
-            advanced=("guidance_rescale", "size", "sequential_guidance"),
+            node_id="PoseTransferPCDMRefine",
+            display_name="PoseTransfer PCDM Refine",
+            category=PCDMS_CATEGORY,
             description="PCDMs stage 3: re-denoises a coarse stage-2 result conditioned on the source's DINOv2 "
                         "features to restore texture and identity.",
             search_aliases=["pcdms stage 3", "refine pose transfer"],
+            advanced=("guidance_rescale", "size", "sequential_guidance"),
             inputs=[
                 RefinerModel.Input("refiner", tooltip="From PoseTransfer PCDM Refiner Loader."),
-                Dinov2Model.Input("dinov2", tooltip="DINOv2-giant image encoder."),
-                SdVae.Input("vae", tooltip="The Stable Diffusion 2.1-base VAE."),
+                *_encoder_inputs(),
                 io.Image.Input("coarse_image", tooltip="Stage-2 results to refine (any size; returned at that size)."),
                 io.Image.Input("source_image", tooltip="The source person (one image, or one per coarse image)."),
                 *pcdm_sampling_inputs(steps=20, scheduler="unipc"),
@@ -181,27 +195,26 @@ class PCDMThreeStage(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return make_schema(
-            node_id="PoseTransferPCDMThreeStage", display_name="PoseTransfer PCDM Three Stages",
+            node_id="PoseTransferPCDMThreeStage",
+            display_name="PoseTransfer PCDM Three Stages",
             category=PCDMS_CATEGORY,
-            is_experimental=True, advanced=("pose_convention", "guidance_rescale", "resolution", "sequential_guidance"),
             description="The paper's full PCDMs pipeline in one node: prior (target CLIP-H embedding) -> full stage-2 "
                         "inpainting -> stage-3 refinement. Each stage's models are loaded through ComfyUI's memory "
                         "management in turn, so the chain fits where one stage fits.",
             search_aliases=["pcdms", "pose transfer", "three stage", "prior inpaint refine"],
+            is_experimental=True,
+            advanced=("pose_convention", "guidance_rescale", "resolution", "sequential_guidance"),
             inputs=[
                 PriorModel.Input("prior", tooltip="From PoseTransfer PCDM Prior Loader (s1_512.pt)."),
                 ClipVisionModel.Input("clip_vision", tooltip="CLIP ViT-H/14 vision model with projection."),
                 PcdmModel.Input("pcdm_model", tooltip="The FULL stage-2 model (s2_512.pt) from PoseTransfer PCDM Loader."),
                 RefinerModel.Input("refiner", tooltip="From PoseTransfer PCDM Refiner Loader (s3_512.pt)."),
-                Dinov2Model.Input("dinov2", tooltip="DINOv2-giant image encoder."),
-                SdVae.Input("vae", tooltip="The Stable Diffusion 2.1-base VAE."),
-                io.Image.Input("source_image", tooltip="The person to re-pose (one image, or one per target pose)."),
-                PoseKeypoint.Input("source_pose", tooltip="Body keypoints of the source image (e.g. from DWPose)."),
+                *_encoder_inputs(),
+                *_source_inputs(),
                 PoseKeypoint.Input("target_pose", tooltip="Keypoints of each wanted pose; a batch of frames gives a batch."),
                 *pcdm_sampling_inputs(steps=20, scheduler="unipc"),
-                io.Int.Input("prior_steps", default=20, min=2, max=200, tooltip="UnCLIP steps of the prior (the paper: 20)."),
-                io.Float.Input("prior_guidance", default=0.0, min=0.0, max=20.0, step=0.1,
-                               tooltip="Prior guidance: 0 = the original (none); above 1 = our zero-embedding CFG."),
+                *_prior_sampling_inputs("prior_steps", "UnCLIP steps of the prior (the paper: 20).", "prior_guidance",
+                                        "Prior guidance: 0 = the original (none); above 1 = our zero-embedding CFG."),
                 _pose_convention_input(),
                 _strength_input("refine_strength"),
                 _rescale_input(),
@@ -224,14 +237,14 @@ class PCDMThreeStage(io.ComfyNode):
         embeds = run_prior(prior, clip_vision, source_image, source_pose, target_pose, prior_steps, prior_guidance,
                            seed, pose_convention)
         source = comfy_to_bchw(source_image, "source_image")
-        inpaint_settings = InpaintSettings(steps=steps, guidance_scale=guidance, scheduler=scheduler, seed=seed,
-                                           fit=fit, size=resolution, sequential_guidance=sequential_guidance)
+        # both UNet stages sample alike (SamplingSettings); stage 3 adds its rescale and strength
+        sampling = dict(steps=steps, guidance_scale=guidance, scheduler=scheduler, seed=seed, fit=fit, size=resolution,
+                        sequential_guidance=sequential_guidance)
+        inpaint_settings = InpaintSettings(**sampling)
         coarse = run_inpaint(pcdm_model, dinov2, vae, source, pose_input(None, source_pose, "source_pose",
                                                                           tuple(source.shape[-2:])),
                              pose_input(None, target_pose, "target_pose"), inpaint_settings, embeds)
-        refine_settings = RefineSettings(steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
-                                         strength=refine_strength, scheduler=scheduler, seed=seed, size=resolution,
-                                         fit=fit, sequential_guidance=sequential_guidance)
+        refine_settings = RefineSettings(**sampling, guidance_rescale=guidance_rescale, strength=refine_strength)
         # Stage 3 takes stage 2's square and DINOv2 tokens as they are: no trip through the target size and 8 bits,
         # no second DINOv2 pass over the same source square.
         refined = run_refine(refiner, dinov2, vae, coarse.square, source, refine_settings, coarse_fit=coarse.fit,

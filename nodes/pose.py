@@ -57,6 +57,19 @@ def render_frames(frames: list[PoseFrame], style: str, height: int, width: int, 
     return to_output(bchw_to_comfy(from_uint8(images)))
 
 
+def _pose_keypoint_input() -> PoseKeypoint.Input:
+    return PoseKeypoint.Input("pose_keypoint", tooltip=POSE_TOOLTIP)
+
+
+def _style_input() -> io.Combo.Input:
+    return io.Combo.Input("style", options=list(STYLES), default="pcdms", tooltip=STYLE_TOOLTIP)
+
+
+def _keypoint_schema_input() -> io.Combo.Input:
+    return io.Combo.Input("keypoint_schema", options=list(SCHEMAS), default="controlnet_aux", optional=True,
+                          tooltip=SCHEMA_TOOLTIP)
+
+
 def _without(frame: PoseFrame, hands: bool, face: bool, feet: bool = False) -> PoseFrame:
     """Disabled parts become null in POSE_KEYPOINT, as the peer's detect_hand/detect_face switches do; feet are
     kept only for core's schema (the peer never writes them)."""
@@ -74,12 +87,12 @@ class DWPoseLoader(io.ComfyNode):
         files = onnx_model_files()
         return make_schema(
             node_id="PoseTransferDWPoseLoader",
-            advanced=("provider", "detector_channels"),
             display_name="PoseTransfer DWPose Loader",
             category=POSE_CATEGORY,
             description="Opens the DWPose ONNX models with onnxruntime. Sizes and batch support are read from the "
                         "files; the providers really used are reported in the console.",
             search_aliases=["dwpose", "openpose", "pose estimator", "yolox"],
+            advanced=("provider", "detector_channels"),
             inputs=[
                 io.Combo.Input("pose_model", options=files, default=_default(files, "dw-ll_ucoco_384.onnx"),
                                tooltip="DWPose whole-body model (.onnx) in models/dwpose, e.g. dw-ll_ucoco_384.onnx."),
@@ -108,11 +121,11 @@ class DWPoseExtract(io.ComfyNode):
     def define_schema(cls):
         return make_schema(
             node_id="PoseTransferDWPoseExtract",
-            advanced=("person_index", "real_scores"),
             display_name="PoseTransfer DWPose Extract",
             category=POSE_CATEGORY,
             description="Detects people and their whole-body keypoints in every image (frame by frame) and renders them.",
             search_aliases=["dwpose", "pose detection", "openpose", "keypoints"],
+            advanced=("person_index", "real_scores"),
             inputs=[
                 DWPoseModel.Input("dwpose", tooltip="From PoseTransfer DWPose Loader."),
                 io.Image.Input("image", tooltip="Photo(s) or video frames; grayscale and RGBA are accepted."),
@@ -123,14 +136,13 @@ class DWPoseExtract(io.ComfyNode):
                              tooltip="Used when person = index; negative counts from the end."),
                 io.Combo.Input("no_person", options=list(NO_PERSON_MODES), default="empty",
                                tooltip="When nobody is detected: an empty pose, the whole image as one person, or an error."),
-                io.Combo.Input("style", options=list(STYLES), default="pcdms", tooltip=STYLE_TOOLTIP),
+                _style_input(),
                 io.Boolean.Input("hands", default=True, tooltip="Keep hand keypoints (null in the output when off)."),
                 io.Boolean.Input("face", default=True, tooltip="Keep face keypoints (null in the output when off)."),
                 io.Boolean.Input("real_scores", default=False,
                                  tooltip="Write the model's scores as confidences instead of 1.0 (comfyui_controlnet_aux "
                                          "tools treat confidence below 1.0 as missing, so keep this off for them)."),
-                io.Combo.Input("keypoint_schema", options=list(SCHEMAS), default="controlnet_aux", optional=True,
-                               tooltip=SCHEMA_TOOLTIP),
+                _keypoint_schema_input(),
             ],
             outputs=[
                 PoseKeypoint.Output(display_name="pose_keypoint",
@@ -165,8 +177,8 @@ class RenderPose(io.ComfyNode):
             description="Draws POSE_KEYPOINT skeletons on black in the style a model expects, at the size you choose.",
             search_aliases=["draw pose", "openpose render", "skeleton"],
             inputs=[
-                PoseKeypoint.Input("pose_keypoint", tooltip=POSE_TOOLTIP),
-                io.Combo.Input("style", options=list(STYLES), default="pcdms", tooltip=STYLE_TOOLTIP),
+                _pose_keypoint_input(),
+                _style_input(),
                 io.Int.Input("width", default=0, min=0, max=8192, step=8,
                              tooltip="Output width; 0 = the pose's canvas width. Poses are stretched to the output size."),
                 io.Int.Input("height", default=0, min=0, max=8192, step=8,
@@ -269,14 +281,13 @@ class SaveOpenPoseJSON(io.ComfyNode):
             search_aliases=["save pose", "openpose json", "export keypoints"],
             is_output_node=True,
             inputs=[
-                PoseKeypoint.Input("pose_keypoint", tooltip=POSE_TOOLTIP),
+                _pose_keypoint_input(),
                 io.String.Input("filename_prefix", default="poses/pose",
                                 tooltip="File name under ComfyUI's output folder; a counter and .json are added."),
                 io.Boolean.Input("real_scores", default=False,
                                  tooltip="Write detector scores instead of 1.0 (comfyui_controlnet_aux treats "
                                          "confidence below 1.0 as missing)."),
-                io.Combo.Input("keypoint_schema", options=list(SCHEMAS), default="controlnet_aux", optional=True,
-                               tooltip=SCHEMA_TOOLTIP),
+                _keypoint_schema_input(),
             ],
             outputs=[io.String.Output(display_name="path", tooltip="Path of the written file.")],
         )

@@ -13,9 +13,9 @@ from ..models.scfm import pipeline, sampler
 from ..models.scfm.checkpoint import load_scfm
 from ..pose.conditions import scfm_body_points, scfm_pose_maps
 from ..pose.formats import frames_from_pose_keypoint
-from .comfy_adapter import (io, load_models, make_schema, progress_callback, resolve_dtype,
-                            resolve_model_file, to_output, torch_device, wrap_model)
-from .inputs import CHUNK_TIP, SCFM_CATEGORY, PoseKeypoint, ScfmModel, fit_input, loader_schema, seed_input
+from .comfy_adapter import io, load_models, make_schema, progress_callback, to_output
+from .inputs import (CHUNK_TIP, SCFM_CATEGORY, ModelFileInput, ModelLoader, PoseKeypoint, ScfmModel, cast_after,
+                     fit_input, loader_schema, seed_input)
 
 SCFM_HINT = ("No SCFM weights were ever published: train with the original repository (zylwithxy/SCFM-guided-DDPM, "
              "checkpoints/<exp>/last.pt) or with `python <pack> scfm-train`, and put the file in models/scfm.")
@@ -55,24 +55,20 @@ def _common_inputs() -> list:
     ]
 
 
-class SCFMLoader(io.ComfyNode):
+class SCFMLoader(ModelLoader):
+    FILE = ModelFileInput("ckpt_name", "scfm", "File in models/scfm (the original's last.pt, or .safetensors).",
+                          cast_after(load_scfm), hint=SCFM_HINT)
+
     @classmethod
     def define_schema(cls):
         return loader_schema(
             "PoseTransferSCFMLoader", "PoseTransfer SCFM Loader", SCFM_CATEGORY,
             "Loads an SCFM model: the original training file (last.pt / Epoch{n}.pt, read without running its pickled "
             "config), its ema/model weights, or a .safetensors conversion.",
-            ["scfm", "flow guided diffusion", "pose transfer model"],
-            ("ckpt_name", "scfm", "File in models/scfm (the original's last.pt, or .safetensors)."),
+            ["scfm", "flow guided diffusion", "pose transfer model"], cls.FILE,
             ScfmModel.Output(display_name="scfm_model",
                              tooltip="Denoiser, source encoder, flow net and MSFF in one model."),
             original="fp32", is_experimental=True)
-
-    @classmethod
-    def execute(cls, ckpt_name: str, precision: str = "auto") -> io.NodeOutput:
-        path = resolve_model_file("scfm", ckpt_name, hint=SCFM_HINT)
-        device = torch_device()
-        return io.NodeOutput(wrap_model(load_scfm(path).to(resolve_dtype(precision, device)), device))
 
 
 class SCFMWarp(io.ComfyNode):
@@ -80,12 +76,12 @@ class SCFMWarp(io.ComfyNode):
     def define_schema(cls):
         return make_schema(
             node_id="PoseTransferSCFMWarp",
-            is_experimental=True,
             display_name="PoseTransfer SCFM Warp",
             category=SCFM_CATEGORY,
             description="Shows the correspondence SCFM's flow net finds between the poses: the source image warped "
                         "into the target pose, the flow as a colour wheel and the occlusion mask.",
             search_aliases=["flow", "warp", "optical flow", "correspondence"],
+            is_experimental=True,
             inputs=[*_common_inputs(), fit_input("stretch", _FIT_TOOLTIP)],
             outputs=[
                 io.Image.Output(display_name="warped", tooltip="The source pixels moved by the flow (image/8 flow, "
@@ -112,14 +108,14 @@ class SCFMSample(io.ComfyNode):
     def define_schema(cls):
         return make_schema(
             node_id="PoseTransferSCFMSample",
-            advanced=("batch_size", "noise_mode"),
-            is_experimental=True,
             display_name="PoseTransfer SCFM Sample",
             category=SCFM_CATEGORY,
             description="Generates the source person in the target pose with SCFM's guided DDIM (the original uses 50 "
                         "steps, eta 0, guidance 2 with the flow sites off in the unguided pass). Works at 256 x 256; "
                         "the result is returned at the source image's size.",
             search_aliases=["scfm", "pose transfer", "person image synthesis"],
+            is_experimental=True,
+            advanced=("batch_size", "noise_mode"),
             inputs=[
                 *_common_inputs(),
                 seed_input("Noise seed; see noise_mode for how batch items get theirs."),

@@ -21,7 +21,7 @@ from ..noise import seeded_noise
 from ..encoders import encode_dino
 from ..vae import decode_latents, encode_latents
 from .stages import PcdmStage2
-from .sampling import Branch, denoise
+from .sampling import Branch, SamplingSettings, denoise
 from .schedulers import make_scheduler
 
 LATENT_FACTOR = 8  # SD VAE and pose_proj both downsample by 8
@@ -29,23 +29,8 @@ ASPECT_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
-class InpaintSettings:
-    """steps/guidance/scheduler: the demo uses ddim 50 at 2.0, the paper unipc 20 at 2.0.
-    size: the model's square side (512 for the released models; 256 for the 256 ones).
-    fit: how non-square images reach the square (`pad`, `crop`, or `stretch` = the original's plain resize).
-    chunk_size: target poses denoised together (memory vs speed); results do not depend on it.
-    legacy_dino_interpolation: the transformers-4.32 DINOv2 pos-emb interpolation the models were trained with."""
-
-    steps: int = 50
-    guidance_scale: float = 2.0
-    scheduler: str = "ddim"
-    seed: int = 0
-    size: int = 512
-    fit: str = "pad"
-    guidance_rescale: float = 0.0
-    sequential_guidance: bool = False
-    chunk_size: int = 4
-    legacy_dino_interpolation: bool = True
+class InpaintSettings(SamplingSettings):
+    """Stage 2 with the demo's defaults (see `SamplingSettings`); chunk_size counts target poses."""
 
 
 @dataclass

@@ -18,7 +18,7 @@ from ..encoders import encode_dino
 from ..images import SquareFit, pil_square, to_signed
 from ..noise import seeded_noise
 from ..vae import decode_latents, encode_latents
-from .sampling import Branch, denoise
+from .sampling import Branch, SamplingSettings, denoise
 from .schedulers import make_scheduler
 from .stages import PcdmRefiner
 
@@ -49,26 +49,15 @@ class _LateStart:
 
 
 @dataclass(frozen=True)
-class RefineSettings:
-    """steps/scheduler: the paper's UniPC 20. guidance_scale 2.0 as the paper; `guidance_rescale` 0 is plain CFG
-    (PAPER_GUIDANCE_RESCALE mirrors the batch-test script). strength 1 (the original) starts from pure noise with
-    the coarse latents only as a condition; below 1 it starts from the coarse latents noised to that level and
-    skips the first steps (img2img). size/fit: the model square and how non-square images reach it (`stretch` =
-    the original's plain resize; use the stage-2 setting so a coarse result round-trips). sequential_guidance:
-    the two guidance halves one after the other (half the activation memory, same numbers). chunk_size: coarse
-    images denoised together (memory vs speed); results do not depend on it."""
+class RefineSettings(SamplingSettings):
+    """Stage 3: the paper's UniPC 20 at guidance 2.0; `guidance_rescale` 0 is plain CFG (PAPER_GUIDANCE_RESCALE
+    mirrors the batch-test script). strength 1 (the original) starts from pure noise with the coarse latents only
+    as a condition; below 1 it starts from the coarse latents noised to that level and skips the first steps
+    (img2img). Use stage 2's size and fit so a coarse result round-trips; chunk_size counts coarse images."""
 
     steps: int = 20
-    guidance_scale: float = 2.0
-    guidance_rescale: float = 0.0
-    strength: float = 1.0
     scheduler: str = "unipc"
-    seed: int = 0
-    size: int = 512
-    fit: str = "pad"
-    legacy_dino_interpolation: bool = True
-    sequential_guidance: bool = False
-    chunk_size: int = 4
+    strength: float = 1.0
 
 
 def _first_step(steps: int, strength: float) -> int:

@@ -10,6 +10,31 @@ ModelFn = Callable[..., torch.Tensor]
 Progress = Callable[[int, int], None]
 
 
+@dataclass(frozen=True)
+class SamplingSettings:
+    """What the two UNet stages sample with; `InpaintSettings` and `RefineSettings` add their own defaults.
+
+    steps/guidance_scale/scheduler: the demo's ddim 50 at 2.0 (the paper: unipc 20 at 2.0). seed: image i of a
+    batch uses seed + i. size: the model's square side (512 for the released models; 256 for the 256 ones).
+    fit: how non-square images reach the square (`pad`, `crop`, or `stretch` = the original's plain resize).
+    guidance_rescale: diffusers' rescale of the guided prediction, 0 = plain classifier-free guidance.
+    sequential_guidance: the two guidance halves one after the other (half the activation memory, same numbers).
+    chunk_size: images denoised together (memory vs speed); results do not depend on it.
+    legacy_dino_interpolation: the transformers-4.32 DINOv2 pos-emb interpolation the models were trained with.
+    """
+
+    steps: int = 50
+    guidance_scale: float = 2.0
+    scheduler: str = "ddim"
+    seed: int = 0
+    size: int = 512
+    fit: str = "pad"
+    guidance_rescale: float = 0.0
+    sequential_guidance: bool = False
+    chunk_size: int = 4
+    legacy_dino_interpolation: bool = True
+
+
 @dataclass
 class Branch:
     """What the UNet receives in one guidance half, besides the noisy latents.

@@ -43,23 +43,23 @@ def test_inpaint_widget_order_is_frozen():
 
 
 def _load(models_dir):
-    model = loaders.PCDMLoader.execute("PCDMs_ckpt.pt", "fp32").result[0]
-    dino = loaders.DINOv2Loader.execute("dinov2-giant.safetensors", "auto").result[0]
-    vae = loaders.VAELoader.execute("sd21-base-vae.safetensors", "fp32").result[0]
+    model = loaders.PCDMLoader.execute(ckpt_name="PCDMs_ckpt.pt", precision="fp32").result[0]
+    dino = loaders.DINOv2Loader.execute(clip_name="dinov2-giant.safetensors", precision="auto").result[0]
+    vae = loaders.VAELoader.execute(vae_name="sd21-base-vae.safetensors", precision="fp32").result[0]
     return model, dino, vae
 
 
 def test_loaders_detect_kind_and_refuse_wrong_files(models_dir):
     model, dino, vae = _load(models_dir)
     assert model.model.kind == Kind.PCDM_SIMPLIFIED and model.model.dtype == torch.float32
-    full = loaders.PCDMLoader.execute("s2_512.pt", "bf16").result[0]
+    full = loaders.PCDMLoader.execute(ckpt_name="s2_512.pt", precision="bf16").result[0]
     assert full.model.kind == Kind.PCDM_STAGE2 and full.model.dtype == torch.bfloat16
     with pytest.raises(CheckpointError, match="VAE"):
-        loaders.PCDMLoader.execute("not-pcdms.safetensors", "fp32")
+        loaders.PCDMLoader.execute(ckpt_name="not-pcdms.safetensors", precision="fp32")
     with pytest.raises(CheckpointError, match="CLIP vision"):
-        loaders.CLIPVisionLoader.execute("dinov2-giant.safetensors", "fp32")
+        loaders.CLIPVisionLoader.execute(clip_name="dinov2-giant.safetensors", precision="fp32")
     with pytest.raises(FileNotFoundError, match="models/pcdms"):
-        loaders.PCDMLoader.execute("PCDMs_missing.pt", "fp32")
+        loaders.PCDMLoader.execute(ckpt_name="PCDMs_missing.pt", precision="fp32")
 
 
 def _image(batch, height, width, seed=0):

@@ -64,12 +64,13 @@ def handles(models_dir):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("POSETRANSFER_MODELS_DIR", str(models_dir))
         return dict(
-            prior=pcdm_stages.PCDMPriorLoader.execute("s1_512.pt", "fp32").result[0],
-            refiner=pcdm_stages.PCDMRefinerLoader.execute("s3_512.pt", "fp32").result[0],
-            pcdm_model=loaders.PCDMLoader.execute("s2_512.pt", "fp32").result[0],
-            clip_vision=loaders.CLIPVisionLoader.execute("CLIP-ViT-H-14.safetensors", "fp32").result[0],
-            dinov2=loaders.DINOv2Loader.execute("dinov2-giant.safetensors", "fp32").result[0],
-            vae=loaders.VAELoader.execute("sd21-base-vae.safetensors", "fp32").result[0],
+            prior=pcdm_stages.PCDMPriorLoader.execute(ckpt_name="s1_512.pt", precision="fp32").result[0],
+            refiner=pcdm_stages.PCDMRefinerLoader.execute(ckpt_name="s3_512.pt", precision="fp32").result[0],
+            pcdm_model=loaders.PCDMLoader.execute(ckpt_name="s2_512.pt", precision="fp32").result[0],
+            clip_vision=loaders.CLIPVisionLoader.execute(clip_name="CLIP-ViT-H-14.safetensors",
+                                                         precision="fp32").result[0],
+            dinov2=loaders.DINOv2Loader.execute(clip_name="dinov2-giant.safetensors", precision="fp32").result[0],
+            vae=loaders.VAELoader.execute(vae_name="sd21-base-vae.safetensors", precision="fp32").result[0],
         )
 
 
@@ -122,13 +123,13 @@ def test_widget_order_is_frozen():
 def test_loaders_refuse_files_of_another_stage(models_dir, monkeypatch):
     monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(models_dir))
     with pytest.raises(CheckpointError, match="stage-3 refinement model.*, but a PCDMs stage-1 prior"):
-        pcdm_stages.PCDMPriorLoader.execute("s3_512.pt", "fp32")
+        pcdm_stages.PCDMPriorLoader.execute(ckpt_name="s3_512.pt", precision="fp32")
     with pytest.raises(CheckpointError, match="stage-1 prior.*PCDMs#24"):
-        pcdm_stages.PCDMRefinerLoader.execute("s1_512.pt", "fp32")
+        pcdm_stages.PCDMRefinerLoader.execute(ckpt_name="s1_512.pt", precision="fp32")
     with pytest.raises(CheckpointError, match="stage-2 inpainting model.*, but a PCDMs stage-3"):
-        pcdm_stages.PCDMRefinerLoader.execute("s2_512.pt", "fp32")
+        pcdm_stages.PCDMRefinerLoader.execute(ckpt_name="s2_512.pt", precision="fp32")
     with pytest.raises(FileNotFoundError, match="pcdms"):
-        pcdm_stages.PCDMPriorLoader.execute("s1_256.pt", "fp32")
+        pcdm_stages.PCDMPriorLoader.execute(ckpt_name="s1_256.pt", precision="fp32")
 
 
 def test_prior_node_batches_broadcast_and_is_seeded(handles):

@@ -67,9 +67,9 @@ def test_stage2_full_model_trains_and_generates(models_dir, people, tmp_path, mo
     original = torch.load(models_dir / "pcdms" / "s2_512.pt", weights_only=True)["module"]
     assert set(trained) == set(original) and _changed(original, trained)
     assert Image.open(tmp_path / "samples" / "step0000001.png").size == (4 * TINY_SIZE, 4 * TINY_SIZE)
-    handle = loaders.PCDMLoader.execute("trained_s2.safetensors", "fp32").result[0]
-    dino = loaders.DINOv2Loader.execute("dinov2-giant.safetensors", "fp32").result[0]
-    vae = loaders.VAELoader.execute("sd21-base-vae.safetensors", "fp32").result[0]
+    handle = loaders.PCDMLoader.execute(ckpt_name="trained_s2.safetensors", precision="fp32").result[0]
+    dino = loaders.DINOv2Loader.execute(clip_name="dinov2-giant.safetensors", precision="fp32").result[0]
+    vae = loaders.VAELoader.execute(vae_name="sd21-base-vae.safetensors", precision="fp32").result[0]
     image = pcdm.PCDMInpaint.execute(handle, dino, vae, _image(1), steps=2, guidance=2.0, scheduler="unipc", seed=4,
                                      fit="pad", source_pose_keypoint=_pose(1), target_pose_keypoint=_pose(1, 3),
                                      target_embedding=torch.randn(1, EMBED), resolution=TINY_SIZE).result[0]
@@ -90,7 +90,7 @@ def test_stage1_prior_trains_and_generates(models_dir, handles, people, tmp_path
     trained = _train(models_dir, tmp_path, 1, models_dir / "pcdms" / "s1_512.pt", str(people[0]))
     original = torch.load(models_dir / "pcdms" / "s1_512.pt", weights_only=True)["module"]
     assert set(trained) == set(original) and _changed(original, trained)
-    prior = pcdm_stages.PCDMPriorLoader.execute("trained_s1.safetensors", "fp32").result[0]
+    prior = pcdm_stages.PCDMPriorLoader.execute(ckpt_name="trained_s1.safetensors", precision="fp32").result[0]
     embeds = pcdm_stages.PCDMPrior.execute(prior, handles["clip_vision"], _image(1), _pose(1), _pose(2, 1),
                                           **PRIOR_ARGS).result[0]
     assert embeds.shape == (2, EMBED) and torch.isfinite(embeds).all()
@@ -103,7 +103,7 @@ def test_stage3_refiner_trains_and_generates(models_dir, handles, people, tmp_pa
     original = torch.load(models_dir / "pcdms" / "s3_512.pt", weights_only=True)["module"]
     assert set(trained) == set(original) and _changed(original, trained)
     assert Image.open(tmp_path / "samples" / "step0000001.png").size == (4 * TINY_SIZE, 4 * TINY_SIZE)
-    refiner = pcdm_stages.PCDMRefinerLoader.execute("trained_s3.safetensors", "fp32").result[0]
+    refiner = pcdm_stages.PCDMRefinerLoader.execute(ckpt_name="trained_s3.safetensors", precision="fp32").result[0]
     image = pcdm_stages.PCDMRefine.execute(refiner, handles["dinov2"], handles["vae"], _image(1, 2), _image(1),
                                           **REFINE_ARGS).result[0]
     assert torch.isfinite(image).all()

@@ -43,7 +43,7 @@ def handle(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("POSETRANSFER_MODELS_DIR", str(folder))
         assert "scfm_last.pt" in model_file_list("scfm")
-        return nodes.SCFMLoader.execute("scfm_last.pt", "fp32").result[0]
+        return nodes.SCFMLoader.execute(ckpt_name="scfm_last.pt", precision="fp32").result[0]
 
 
 def _image(height, width, seed):
@@ -54,7 +54,7 @@ def _image(height, width, seed):
 def test_loader_names_the_folder_when_the_file_is_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="scfm"):
-        nodes.SCFMLoader.execute("nothing.pt", "auto")
+        nodes.SCFMLoader.execute(ckpt_name="nothing.pt", precision="auto")
 
 
 def test_warp_preview_of_a_pure_translation(handle):
