@@ -147,7 +147,7 @@ def main() -> None:
 
             def post_detect():
                 boxes, scores = det.decode_boxes(raw, (640, 640), ratio)
-                det.select_person_boxes(boxes, scores)
+                det.select_person_boxes(boxes, scores, (size, size))
 
             def post_pose():
                 locs, scores = topdown.decode_simcc(*simcc)

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..models.images import FIT_MODES, from_uint8, pil_resize, read_image, to_uint8
+from ..errors import ImageInputError
+from ..models.images import FIT_MODES, from_uint8, pil_resize, read_image, read_image_file, to_uint8
 from ..models.precision import precision_dtype
 from . import devices, models_dir, pair_lists, sampling
 from .pair_lists import Pair
@@ -297,11 +298,15 @@ def _pil(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray(to_uint8(tensor[0]))
 
 
-def _open(path: str | None) -> Image.Image | None:
+def _open(path: str | None, what: str) -> Image.Image | None:
+    """A sheet cell through the pack's image reader (upright, bounded); a damaged file leaves it empty, said."""
     if not path or not os.path.isfile(path):
         return None
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    try:
+        return Image.fromarray(read_image_file(path, what))
+    except ImageInputError as error:
+        log.warning("sheet: no %s picture: %s", what, error)
+        return None
 
 
 def _write_sheets(args: argparse.Namespace, pairs: list[Pair]) -> None:
@@ -313,13 +318,13 @@ def _write_sheets(args: argparse.Namespace, pairs: list[Pair]) -> None:
         page = written[start:start + rows_per_sheet]
         rows, labels = [], []
         for pair in page:
-            result = _open(os.path.join(args.out_dir, pair.output))
+            result = _open(os.path.join(args.out_dir, pair.output), "result")
             try:
                 pose = _pil(render_pose(pair.target_pose))
             except (OSError, ValueError) as error:
                 log.warning("sheet: %s: no target pose picture (%s)", pair.label, error)
                 pose = None
-            rows.append([_open(pair.source), pose, result, _open(pair.ground_truth)])
+            rows.append([_open(pair.source, "source image"), pose, result, _open(pair.ground_truth, "ground truth")])
             labels.append(f"{pair.index}: {pair.output}")
         first = next(image for image in rows[0] if image is not None)
         sheet = contact_sheet(rows, labels, aspect=first.width / first.height)

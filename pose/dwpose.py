@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import PoseTransferError
-from .detector import anchor_grid, clean_boxes, decode_boxes, select_person_boxes
+from .detector import anchor_grid, decode_boxes, select_person_boxes, within_margin
 from .imageops import letterbox
 from .keypoints import PoseFrame, people_from_wholebody
 from .topdown import SIMCC_SPLIT_RATIO, crop_for_box, crop_input, decode_simcc, to_image_many
@@ -41,7 +41,8 @@ class NoPersonError(PoseTransferError):
 
 
 class ModelSlotError(PoseTransferError):
-    """An ONNX file is not the kind of model its slot (detector / pose model) needs; the message names it."""
+    """An ONNX file cannot serve in its slot (detector / pose model): onnxruntime cannot open it, or it is not the
+    kind of model the slot needs, or its outputs at run time do not have the shapes it declares; the message names it."""
 
 
 def _onnxruntime() -> Any:
@@ -153,10 +154,15 @@ class OnnxModel:
             cache = os.path.join(os.path.dirname(os.path.abspath(path)), ".trt_cache")
             provider_list[provider_list.index("TensorrtExecutionProvider")] = (
                 "TensorrtExecutionProvider", {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache})
+        if not os.path.isfile(path):
+            raise ModelSlotError(f"DWPose {role} model not found: '{path}'. Choose a file from the model list.")
         try:
             session = ort.InferenceSession(path, sess_options=options, providers=provider_list)
         except Exception as err:  # ORT raises its own exception types; name the file and the role
-            raise RuntimeError(f"Could not open the DWPose {role} model '{path}': {err}") from err
+            reason = (str(err).strip().splitlines() or ["no details"])[0][:300]
+            raise ModelSlotError(f"Could not open the DWPose {role} model '{path}' ({type(err).__name__}: {reason}). "
+                                 "It may be truncated or not an ONNX file: download it again (yolox_l.onnx and "
+                                 "dw-ll_ucoco_384.onnx from Hugging Face yzd-v/DWPose).") from err
         first = session.get_inputs()[0]
         shape = list(first.shape)
         if len(shape) != 4 or not all(isinstance(s, int) for s in shape[2:]) or shape[1] != 3:
@@ -211,6 +217,10 @@ def _check_detector(model: OnnxModel) -> None:
         raise ModelSlotError(f"detector '{model.path}': its output has {columns} columns; a COCO YOLOX detector has "
                              f"{5 + COCO_CLASSES} (4 box + objectness + {COCO_CLASSES} class scores, person first). "
                              "Use yolox_l.onnx from Hugging Face yzd-v/DWPose.")
+    if model.batch not in (None, 1):
+        raise ModelSlotError(f"detector '{model.path}' takes a fixed batch of {model.batch} images; DWPose feeds a "
+                             "detector one image at a time or a dynamic batch. Use yolox_l.onnx from Hugging Face "
+                             "yzd-v/DWPose, or export with batch 1 or a dynamic batch.")
     anchors = len(anchor_grid(height, width)[0])
     if isinstance(shape[1], int) and shape[1] != anchors:
         raise ModelSlotError(f"detector '{model.path}': its output has {shape[1]} anchors; a {height}x{width} YOLOX "
@@ -228,6 +238,14 @@ def _check_pose(model: OnnxModel) -> None:
                              f"y-bins, but a {height}x{width} input needs {expected[0]} and {expected[1]} "
                              f"({SIMCC_SPLIT_RATIO:g} per pixel): the file's outputs do not match its input. "
                              "Use dw-ll_ucoco_384.onnx from Hugging Face yzd-v/DWPose.")
+
+
+def check_output(model: OnnxModel, role: str, output: np.ndarray, expected: tuple[int, ...]) -> None:
+    """Graphs may leave sizes unnamed, or declare shapes their run does not give: check what a run returned."""
+    if output.shape != expected:
+        raise ModelSlotError(f"{role} '{model.path}' returned an output of shape {list(output.shape)}, but its "
+                             f"{model.input_hw[0]}x{model.input_hw[1]} input needs {list(expected)}: the file's "
+                             "outputs do not match its input. Use the files from Hugging Face yzd-v/DWPose.")
 
 
 def check_slots(pose: OnnxModel, detector: OnnxModel | None) -> None:
@@ -274,11 +292,10 @@ class DWPose:
 
     def _boxes_from_output(self, raw: np.ndarray, ratio: float, image_hw: tuple[int, int]) -> np.ndarray:
         boxes, scores = decode_boxes(raw, self.detector.input_hw, ratio)
-        boxes, scores = select_person_boxes(boxes, scores)
-        boxes, dropped = clean_boxes(boxes, image_hw)
+        boxes, _ = select_person_boxes(boxes, scores, image_hw, limit=self.max_people + 1)  # one more: over the cap?
         if len(boxes) > self.max_people:
-            log.warning("DWPose: %d people detected in one frame; keeping the %d best (limit max_people = %d)",
-                        len(boxes), self.max_people, self.max_people)
+            log.warning("DWPose: more than %d people detected in one frame; keeping the %d best (limit max_people "
+                        "= %d)", self.max_people, self.max_people, self.max_people)
             boxes = boxes[:self.max_people]
         return boxes
 
@@ -292,6 +309,11 @@ class DWPose:
             raws = self.detector.run(np.stack([p[0] for p in prepared]))[0]
         else:
             raws = np.concatenate([self.detector.run(p[0][None])[0] for p in prepared])
+        height, width = self.detector.input_hw
+        check_output(self.detector, "detector", raws, (len(prepared), len(anchor_grid(height, width)[0]),
+                                                       5 + COCO_CLASSES))
+        if not np.isfinite(raws).all():
+            _warn_not_finite(self.detector, "detector", "the detections holding them are ignored")
         return [self._boxes_from_output(raw, ratio, image.shape[:2])
                 for raw, (_, ratio), image in zip(raws, prepared, images_rgb)]
 
@@ -311,11 +333,9 @@ class DWPose:
             if self.pose.batch is not None and count < step:  # fixed batch > 1: pad with zeros, drop after
                 chunk = np.concatenate([chunk, np.zeros((step - count, *chunk.shape[1:]), np.float32)])
             simcc_x, simcc_y = self.pose.run(chunk, ("simcc_x", "simcc_y"))[:2]
-            expected = (round(self.pose.input_hw[1] * SIMCC_SPLIT_RATIO), round(self.pose.input_hw[0] * SIMCC_SPLIT_RATIO))
-            if (simcc_x.shape[-1], simcc_y.shape[-1]) != expected:  # graphs may leave the bin count unnamed
-                raise ModelSlotError(f"pose model '{self.pose.path}': SimCC outputs have {simcc_x.shape[-1]} x-bins "
-                                     f"and {simcc_y.shape[-1]} y-bins, expected {expected[0]} and {expected[1]} for "
-                                     f"its {self.pose.input_hw[0]}x{self.pose.input_hw[1]} input.")
+            for output, side in ((simcc_x, self.pose.input_hw[1]), (simcc_y, self.pose.input_hw[0])):
+                check_output(self.pose, "pose model", output,
+                             (len(chunk), WHOLEBODY_POINTS, round(side * SIMCC_SPLIT_RATIO)))
             xs.append(simcc_x[:count])
             ys.append(simcc_y[:count])
         return np.concatenate(xs), np.concatenate(ys)
@@ -336,9 +356,20 @@ class DWPose:
             return [(np.zeros((0, WHOLEBODY_POINTS, 2)), np.zeros((0, WHOLEBODY_POINTS), dtype=np.float32))
                     for _ in images_rgb]
         locs, scores = decode_simcc(*self._simcc(np.stack(inputs)))
+        broken = ~np.isfinite(scores)
+        if broken.any():
+            _warn_not_finite(self.pose, "pose model", f"{int(broken.sum())} keypoints holding them count as not detected")
+            scores[broken] = 0.0
         points = to_image_many(locs, crops, input_w, input_h)
         owners = np.asarray(owners)
-        return [(points[owners == frame], scores[owners == frame]) for frame in range(len(images_rgb))]
+        results = []
+        for frame, image in enumerate(images_rgb):
+            frame_points, frame_scores = points[owners == frame], scores[owners == frame]
+            # A keypoint placed beyond the margin junk boxes are clipped to is no body part (and the pack's own
+            # POSE_KEYPOINT reader would refuse it): not detected.
+            frame_scores[~within_margin(frame_points, image.shape[:2])] = 0.0
+            results.append((frame_points, frame_scores))
+        return results
 
     def keypoints(self, image_rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (N,4) -> COCO-WholeBody keypoints (N,133,2) in image pixels and scores (N,133)."""
@@ -395,6 +426,11 @@ class DWPose:
                 for done in range(len(frames) - len(chunk) + 1, len(frames) + 1):
                     progress(done, total)
         return frames
+
+
+def _warn_not_finite(model: OnnxModel, role: str, consequence: str) -> None:
+    log.warning("DWPose %s '%s' returned NaN or infinite values; %s (a damaged file, or float16 overflow on %s)",
+                role, model.path, consequence, model.providers[0] if model.providers else "its provider")
 
 
 def load_dwpose(pose_path: str, detector_path: str | None = None, provider: str = "auto",

@@ -69,10 +69,13 @@ def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray,
     """(N,K,Wx), (N,K,Wy) -> crop-pixel locations (N,K,2) and scores (N,K).
 
     Argmax per axis; the score is the smaller of the two maxima (raw values, no softmax); a keypoint whose
-    score is <= 0 gets location -1 (before the division by the split ratio, as the reference does).
+    score is <= 0 gets location -1 (before the division by the split ratio, as the reference does). A keypoint
+    whose vectors hold NaN or +inf (a damaged model, float16 overflow) gets score NaN, for the caller to treat.
     """
     locs = np.stack([np.argmax(simcc_x, axis=-1), np.argmax(simcc_y, axis=-1)], axis=-1).astype(np.float32)
-    scores = np.minimum(np.max(simcc_x, axis=-1), np.max(simcc_y, axis=-1))
+    max_x, max_y = np.max(simcc_x, axis=-1), np.max(simcc_y, axis=-1)
+    scores = np.minimum(max_x, max_y)
+    scores[~(np.isfinite(max_x) & np.isfinite(max_y))] = np.nan
     locs[scores <= 0] = -1
     return locs / np.float32(split_ratio), scores
 

@@ -120,6 +120,28 @@ def test_sheets_come_from_existing_outputs_without_models(tmp_path, monkeypatch,
         assert first.height - second.height == 2 * (256 + 14 + 4)  # 3 rows vs 1
 
 
+def test_sheets_read_pictures_through_the_packs_reader(tmp_path, monkeypatch, csv_list, caplog):
+    """Issue #10: a phone photo shows upright, a damaged ground truth leaves its cell empty with a named warning."""
+    out = tmp_path / "out"
+    for i in range(4):
+        _png(out / f"out_{i}.png", 48, 32, 40 + i)
+    data = csv_list.parent
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways (32 x 40): shown rotated to 40 x 32, as the other sources
+    with Image.open(data / "p0.png") as upright:
+        upright.transpose(Image.Transpose.ROTATE_90).save(data / "p0.png", exif=exif)
+    (data / "t1.png").write_bytes((data / "t1.png").read_bytes()[:200])
+    (tmp_path / "no_models").mkdir()
+    monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(tmp_path / "no_models"))
+    with caplog.at_level("WARNING"):
+        assert _run(["batch", "pcdm", str(csv_list), str(out), "--sheet", str(tmp_path / "sheets"),
+                     "--sheet-rows", "4", *STEPS]) == 0
+    assert f"sheet: no ground truth picture: {data / 't1.png'} cannot be read as an image" in caplog.text
+    with Image.open(tmp_path / "sheets" / "sheet_000000.jpg") as sheet:
+        cell = round(256 * 32 / 40)  # the first source's aspect sets the cells: 40 x 32 once upright
+        assert sheet.width == 4 * (cell + 4) + 4
+
+
 def test_missing_model_files_stop_the_run_before_any_pair(tmp_path, monkeypatch, csv_list):
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(tmp_path / "empty"))

@@ -98,3 +98,21 @@ def test_corrupted_valid_files_load_or_give_the_packs_error(tmp_path_factory, va
        data=st.binary(max_size=600))
 def test_random_bytes_give_the_packs_error(tmp_path_factory, prefix, data):
     assert _read(tmp_path_factory.mktemp("random"), "random.pt", prefix + data) is None
+
+
+@pytest.fixture(scope="module")
+def numpy_files(tmp_path_factory) -> dict[str, bytes]:
+    """NumPy files are not model files: a plain array, and one with pickled objects (a dict of arrays)."""
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("npy")
+    np.save(folder / "array.npy", np.arange(12, dtype=np.float32).reshape(3, 4))
+    np.save(folder / "objects.npy", np.array([{"conv.weight": np.ones(3)}], dtype=object), allow_pickle=True)
+    return {name: (folder / name).read_bytes() for name in ("array.npy", "objects.npy")}
+
+
+@SETTINGS
+@given(name=st.sampled_from(["array.npy", "objects.npy"]), fraction=st.floats(0, 1))
+def test_numpy_files_and_their_cuts_are_refused_naming_the_file(tmp_path_factory, numpy_files, name, fraction):
+    data = numpy_files[name]
+    assert _read(tmp_path_factory.mktemp("npy_cut"), name, data[:round(len(data) * fraction)]) is None

@@ -30,3 +30,23 @@ def test_image_inputs_that_are_not_images_are_named():
         pcdm.pose_input(torch.rand(1, 16, 12), None, "source_pose")
     with pytest.raises(PoseTransferError, match="source_pose: the IMAGE has no pixels"):
         pcdm.pose_input(torch.rand(1, 0, 12, 3), None, "source_pose")
+
+
+def _far_pose():
+    body = [5.0, 5.0, 1.0] * 18
+    body[3:5] = [1e9, -1e9]  # an editor's absurd point: drawing it spun for minutes
+    return [{"people": [{"pose_keypoints_2d": body}], "canvas_width": 12, "canvas_height": 16}]
+
+
+@pytest.mark.parametrize("style", ["pcdms", "controlnet_aux"])
+def test_renderers_refuse_absurd_coordinates_naming_the_point(style):
+    from posetransfer.nodes.pose import RenderPose
+
+    with pytest.raises(PoseTransferError, match=r"pose_keypoints_2d: point 1 is at \(1e\+09, -1e\+09\) px"):
+        RenderPose.execute(_far_pose(), style=style)
+
+
+def test_pcdm_inpaint_refuses_absurd_coordinates_naming_the_point():
+    with pytest.raises(PoseTransferError, match=r"point 1 is at \(1e\+09, -1e\+09\) px"):
+        pcdm.PCDMInpaint.execute(None, None, None, source_image=_image(), source_pose=_image(), steps=1, guidance=2.0,
+                                 scheduler="ddim", seed=0, fit="pad", target_pose_keypoint=_far_pose())

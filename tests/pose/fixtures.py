@@ -23,3 +23,15 @@ def aux_fixture():
         ],
         "canvas_height": 256, "canvas_width": 320,
     }]
+
+
+def present_points(frame) -> np.ndarray:
+    """(N,3) x, y, score of the present points of every part of every person of `frame`, once every stored value
+    (present or not) was checked finite."""
+    points = [np.zeros((0, 3))]
+    for person in frame.people:
+        for part in person.parts().values():
+            if part is not None:
+                assert np.isfinite(part).all()
+                points.append(part[part[:, 2] > 0])
+    return np.concatenate(points)

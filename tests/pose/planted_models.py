@@ -33,7 +33,7 @@ def plant_box(rows: np.ndarray, box_in_input, score: float, cls: int = 0, level:
     return row
 
 
-def detector_model(path, rows: np.ndarray, batch=1) -> str:
+def detector_model(path, rows: np.ndarray, batch=1, input_hw=(640, 640)) -> str:
     """`rows` (A, C) planted as the output for every image; `batch` an int (static) or a name (dynamic)."""
     const = numpy_helper.from_array(rows[None].astype(np.float32), "planted")
     zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
@@ -42,7 +42,7 @@ def detector_model(path, rows: np.ndarray, batch=1) -> str:
              helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
              helper.make_node("Unsqueeze", ["nothing", "axes"], ["nothing3"]),
              helper.make_node("Add", ["planted", "nothing3"], ["output"])]
-    return _save(nodes, [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, 640, 640])],
+    return _save(nodes, [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, *input_hw])],
                  [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, *rows.shape])],
                  [const, zero, axes], path)
 

@@ -118,12 +118,16 @@ def test_batch_progress_ticks_and_interrupts(models):
 
 
 def test_bad_model_and_provider_errors(models, tmp_path):
+    from posetransfer.pose.dwpose import ModelSlotError
+
     with pytest.raises(RuntimeError, match="not available"):
         load_dwpose(models["pose1"], provider="CoreML")
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not onnx")
-    with pytest.raises(RuntimeError, match="broken.onnx"):
+    with pytest.raises(ModelSlotError, match=r"Could not open the DWPose pose model '.*broken.onnx' .*download it again"):
         load_dwpose(str(broken))
+    with pytest.raises(ModelSlotError, match=r"DWPose detector model not found: '.*absent.onnx'"):
+        load_dwpose(models["pose1"], str(tmp_path / "absent.onnx"))
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (2, 3, 3), (1, 900, 3), (900, 1, 3)])
@@ -268,8 +272,9 @@ def test_swapped_files_are_refused_naming_both(models):
 def test_wrong_files_are_refused_per_slot(models, tmp_path):
     from posetransfer.pose.dwpose import ModelSlotError
 
-    with pytest.raises(ModelSlotError, match=r"pose model '.*yolox_l.onnx' is a person detector"):
-        load_dwpose(models["det"], None)
+    for detector in (None, models["det"]):  # with a detector it stacked thousands of crops until memory ran out
+        with pytest.raises(ModelSlotError, match=r"pose model '.*yolox_l.onnx' is a person detector"):
+            load_dwpose(models["det"], detector)
     with pytest.raises(ModelSlotError, match=r"detector '.*bs5.onnx' is a DWPose pose model"):
         load_dwpose(models["pose1"], models["pose5"])
     six = detector_model(tmp_path / "six.onnx", np.zeros((8400, 6), np.float32))
@@ -285,12 +290,17 @@ def test_junk_boxes_are_clipped_dropped_and_capped(models, tmp_path, caplog):
     from posetransfer.pose import detector as det
     from posetransfer.pose.dwpose import MAX_PEOPLE
 
-    boxes = np.array([[-1e8, -1e8, 1e8, 1e8], [10, 10, 10.5, 300], [np.nan, 0, 5, 5], [5, 5, 100, 200],
-                      [-3, -2, 120, 90]], np.float32)
-    kept, dropped = det.clean_boxes(boxes, (100, 200))
-    assert dropped == 2
+    boxes = np.array([[np.nan, 0, 5, 5], [-1e8, -1e8, 1e8, 1e8], [10, 10, 10.5, 300], [5, 5, 100, 200],
+                      [-3, -2, 120, 90], [450, 10, 500, 60], [np.inf, 0, np.inf, 5]], np.float32)
+    scores = np.zeros((len(boxes), 80), np.float32)
+    scores[:, 0] = [0.99, 0.9, 0.8, 0.7, 0.6, 0.95, 0.97]
+    kept, kept_scores = det.select_person_boxes(boxes, scores, (100, 200))
+    # NaN, infinite, narrower than 1 px and wholly beyond the margin (x from 450 in a 200 px wide image): dropped
+    # before NMS, so the NaN box with the best score suppresses nobody
+    np.testing.assert_array_equal(kept_scores, np.float32([0.9, 0.7, 0.6]))
     np.testing.assert_array_equal(kept[0], [-200, -100, 400, 200])  # clipped to the image grown by its size
     np.testing.assert_array_equal(kept[1:], boxes[[3, 4]])  # boxes within the margin stay exactly as given
+    np.testing.assert_array_equal(det.select_person_boxes(boxes, scores, (100, 200), limit=2)[0], kept[:2])
     # a detector emitting thousands of confident boxes, some huge: no crash, capped with a message
     rows = np.zeros((8400, 85), np.float32)
     rng = np.random.default_rng(0)
@@ -304,6 +314,23 @@ def test_junk_boxes_are_clipped_dropped_and_capped(models, tmp_path, caplog):
         frame = dw(_image())
     assert 0 < len(frame.people) <= MAX_PEOPLE
     assert f"max_people = {MAX_PEOPLE}" in caplog.text
+
+
+def test_thousands_of_disjoint_confident_boxes_stop_at_the_people_cap():
+    """8400 boxes that suppress nothing took 1.2 s per frame through the whole NMS; the cap stops it early."""
+    import time
+
+    from posetransfer.pose import detector as det
+
+    index = np.arange(8400)
+    corners = np.stack([index % 100 * 10.0, index // 100 * 10.0], axis=1)
+    boxes = np.concatenate([corners, corners + 5], axis=1).astype(np.float32)
+    scores = np.zeros((8400, 80), np.float32)
+    scores[:, 0] = np.random.default_rng(0).uniform(0.4, 1.0, 8400)
+    start = time.perf_counter()
+    kept, kept_scores = det.select_person_boxes(boxes, scores, (1000, 1000), limit=65)
+    assert time.perf_counter() - start < 0.3
+    np.testing.assert_array_equal(kept_scores, np.sort(scores[:, 0])[::-1][:65])
 
 
 def test_cuda_diagnosis_names_the_cause():
