@@ -6,6 +6,8 @@ raw box offsets (cx, cy, log w, log h), sigmoided objectness and class scores, o
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 STRIDES = (8, 16, 32)
@@ -15,6 +17,7 @@ PERSON_THRESHOLD = 0.3  # final person score
 PERSON_CLASS = 0
 
 
+@lru_cache(maxsize=8)  # one grid per detector input size, read-only
 def anchor_grid(height: int, width: int, strides: tuple[int, ...] = STRIDES) -> tuple[np.ndarray, np.ndarray]:
     """(A,2) float32 grid cells (x, y) and (A,1) float32 strides of every anchor, levels concatenated."""
     cells, steps = [], []
@@ -22,7 +25,10 @@ def anchor_grid(height: int, width: int, strides: tuple[int, ...] = STRIDES) -> 
         gy, gx = np.meshgrid(np.arange(height // stride), np.arange(width // stride), indexing="ij")
         cells.append(np.stack([gx.ravel(), gy.ravel()], axis=1))
         steps.append(np.full((gx.size, 1), stride))
-    return np.concatenate(cells).astype(np.float32), np.concatenate(steps).astype(np.float32)
+    grid = np.concatenate(cells).astype(np.float32), np.concatenate(steps).astype(np.float32)
+    for array in grid:
+        array.flags.writeable = False
+    return grid
 
 
 def decode_boxes(raw: np.ndarray, input_hw: tuple[int, int], ratio: float) -> tuple[np.ndarray, np.ndarray]:

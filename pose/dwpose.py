@@ -288,7 +288,7 @@ class DWPose:
         height, width = self.detector.input_hw
         image = image_rgb[..., ::-1] if self.detector_channels == "BGR" else image_rgb
         canvas, ratio = letterbox(image, height, width, LETTERBOX_FILL)
-        return canvas.transpose(2, 0, 1).astype(np.float32), ratio
+        return np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32), ratio  # one pass, C-ordered
 
     def _boxes_from_output(self, raw: np.ndarray, ratio: float, image_hw: tuple[int, int]) -> np.ndarray:
         boxes, scores = decode_boxes(raw, self.detector.input_hw, ratio)

@@ -62,15 +62,14 @@ def resize_linear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     x0, x1, a0, a1 = _resize_taps(width, src_w, clamp_x=True)
     y0, y1, b0, b1 = _resize_taps(height, src_h, clamp_x=False)
     rows, inverse = np.unique(np.concatenate([y0, y1]), return_inverse=True)
-    # Horizontal pass on the rows that are read, in int32 on 2-D (rows, width*C) views (gathers of whole
-    # rows and np.take on flat columns are far cheaper than 3-D fancy indexing), already >> 4 as OpenCV's
-    # vertical pass takes it.
-    source = np.ascontiguousarray(planar[rows]).reshape(len(rows), -1)
-    horizontal = np.take(source, _flat_columns(x0, channels), axis=1).astype(np.int32)
-    horizontal *= np.repeat(a0, channels)
-    right = np.take(source, _flat_columns(x1, channels), axis=1).astype(np.int32)
-    right *= np.repeat(a1, channels)
-    horizontal += right
+    # Horizontal pass on the rows that are read, in int32 on 2-D (rows, width*C) views (np.take on flat
+    # columns of whole rows is far cheaper than 3-D fancy indexing; uint8 * int32 weights gives int32 without
+    # a conversion pass), already >> 4 as OpenCV's vertical pass takes it.
+    source = planar.reshape(src_h, -1)
+    if len(rows) < src_h:
+        source = source[rows]
+    horizontal = np.take(source, _flat_columns(x0, channels), axis=1) * np.repeat(a0, channels)
+    horizontal += np.take(source, _flat_columns(x1, channels), axis=1) * np.repeat(a1, channels)
     horizontal >>= 4
     top = horizontal[inverse[:height]]
     top *= b0[:, None]
@@ -136,29 +135,33 @@ def _gather(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray
     return out
 
 
-def _fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """float32 fused multiply-add: the float64 product of two float32 values is exact, so one rounding to
-    float32 of a*b + c is the fused result (operands here are small enough that the float64 sum is exact too)."""
-    return (a * b + c).astype(np.float32).astype(np.float64)
-
-
 def _warp_opencv5(image: np.ndarray, inv: np.ndarray, height: int, width: int) -> np.ndarray:
-    channels = image.shape[2]
+    h, w, channels = image.shape
     xs = inv[0, 0] * np.arange(width, dtype=np.float64) + inv[0, 2]
     ys = inv[1, 1] * np.arange(height, dtype=np.float64) + inv[1, 2]
     ix, iy = np.floor(xs), np.floor(ys)
-    ax = np.repeat((xs - ix).astype(np.float32).astype(np.float64), channels)[None, :]
+    ax = np.repeat((xs - ix).astype(np.float32).astype(np.float64), channels)
     ay = (ys - iy).astype(np.float32).astype(np.float64)[:, None]
     ix, iy = ix.astype(np.int64), iy.astype(np.int64)
-    span = width * channels
     # The per-row interpolation depends only on the source row, so it is done once per source row read
-    # (a zoomed-in crop reads each row for several output rows).
+    # (a zoomed-in crop reads each row for several output rows). Those rows are copied into a frame one
+    # column wider on each side, left 0 with the rows outside the image (the constant border), so every
+    # tap is a plain gather.
     rows, inverse = np.unique(np.concatenate([iy, iy + 1]), return_inverse=True)
-    taps = _gather(image, rows, np.concatenate([ix, ix + 1]))
-    left = taps[:, :span]
-    along = _fma32(ax, taps[:, span:] - left, left)
-    v0, v1 = along[inverse[:height]], along[inverse[height:]]
-    value = _fma32(ay, (v1 - v0).astype(np.float32).astype(np.float64), v0)
+    source = np.zeros((len(rows), (w + 2) * channels), dtype=np.uint8)
+    inside = (rows >= 0) & (rows < h)
+    source[inside, channels:(w + 1) * channels] = image[rows[inside]].reshape(int(inside.sum()), w * channels)
+    columns = np.clip(np.concatenate([ix, ix + 1]), -1, w) + 1
+    left = np.take(source, _flat_columns(columns[:width], channels), axis=1).astype(np.float64)
+    along = np.take(source, _flat_columns(columns[width:], channels), axis=1) - left
+    along *= ax
+    along += left
+    # float64 holds a * (p01 - p00) + p00 exactly, so one rounding to float32 is OpenCV's fused multiply-add
+    along = along.astype(np.float32)
+    v0 = along[inverse[:height]]
+    value = (along[inverse[height:]] - v0).astype(np.float64)  # the float32 difference, as OpenCV's
+    value *= ay
+    value += v0
     return np.clip(np.rint(value.astype(np.float32)), 0, 255).astype(np.uint8).reshape(height, width, channels)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .imageops import resize_linear
 from .keypoints import HAND_EDGES, LIMBS, Person, PoseFrame
-from .raster import draw_line, ellipse_poly, fill_circle, fill_circles, fill_convex_poly
+from .raster import Painter, ellipse_polys, fill_convex_poly
 
 # ControlNet's 18 OpenPose colours (RGB); limb i and joint i use colour i.
 COLORS = ((255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0), (0, 255, 0),
@@ -35,12 +35,21 @@ def _hand_edge_color(edge: int) -> np.ndarray:
     return np.array(rgb) * 255
 
 
-def _limb_polygon(xs: np.ndarray, ys: np.ndarray, stick: int) -> np.ndarray:
-    """The OpenPose limb: an ellipse between two points (x and y named as the original code computes them)."""
-    mean_x, mean_y = np.mean(xs), np.mean(ys)
-    length = ((ys[0] - ys[1]) ** 2 + (xs[0] - xs[1]) ** 2) ** 0.5
-    angle = math.degrees(math.atan2(ys[0] - ys[1], xs[0] - xs[1]))
-    return ellipse_poly((int(mean_x), int(mean_y)), (int(length / 2), stick), int(angle))
+_HAND_EDGES = np.array(HAND_EDGES)
+_HAND_EDGE_COLORS = np.array([_hand_edge_color(edge) for edge in range(len(HAND_EDGES))])
+
+
+def _limb_ellipses(ends: list[tuple[np.ndarray, np.ndarray]], stick: int) -> tuple[np.ndarray, np.ndarray]:
+    """OpenPose limbs, each an ellipse between two points given as (xs, ys) pairs (x and y named as the original
+    code computes them) -> `ellipse_polys` vertices and counts."""
+    params = []
+    for xs, ys in ends:
+        x0, x1, y0, y1 = float(xs[0]), float(xs[1]), float(ys[0]), float(ys[1])
+        length = ((y0 - y1) ** 2 + (x0 - x1) ** 2) ** 0.5
+        angle = math.degrees(math.atan2(y0 - y1, x0 - x1))
+        params.append((int((x0 + x1) / 2), int((y0 + y1) / 2), int(length / 2), stick, int(angle)))
+    table = np.array(params, dtype=np.int64).reshape(-1, 5)
+    return ellipse_polys(table[:, :2], table[:, 2:4], table[:, 4])
 
 
 def _present(part: np.ndarray | None, index: int) -> bool:
@@ -68,35 +77,40 @@ def render_pcdms(frame: PoseFrame, height: int, width: int) -> np.ndarray:
     norm = np.array([frame.width, frame.height], dtype=np.float64)
     size = np.array([draw_w, draw_h], dtype=np.float64)
     people = [p.mapped(lambda xy: xy / norm) for p in frame.people]
+    limbs, colors = [], []
     for limb, color in zip(LIMBS, COLORS):
         for person in people:
             a, b = limb[0] - 1, limb[1] - 1
             if _present(person.body, a) and _present(person.body, b):
-                xs = person.body[[a, b], 0] * size[0]
-                ys = person.body[[a, b], 1] * size[1]
-                fill_convex_poly(canvas, _limb_polygon(xs, ys, STICK_WIDTH), color)
-    canvas = (canvas * 0.6).astype(np.uint8)
-    for joint, color in enumerate(COLORS):
-        for person in people:
-            if _present(person.body, joint):
-                x, y = person.body[joint, :2]
-                fill_circle(canvas, (int(x * size[0]), int(y * size[1])), 4, color)
-    hands = [p.left_hand for p in people] + [p.right_hand for p in people]
-    for hand in hands:
+                limbs.append((person.body[[a, b], 0] * size[0], person.body[[a, b], 1] * size[1]))
+                colors.append(color)
+    painter = Painter(canvas)
+    painter.polygons(*_limb_ellipses(limbs, STICK_WIDTH), np.array(colors).reshape(-1, 3))
+    canvas = (painter.paint() * 0.6).astype(np.uint8)
+    painter = Painter(canvas)
+    joints = [((int(p.body[j, 0] * size[0]), int(p.body[j, 1] * size[1])), color)
+              for j, color in enumerate(COLORS) for p in people if _present(p.body, j)]
+    painter.discs(np.array([c for c, _ in joints]), 4, np.array([k for _, k in joints]).reshape(-1, 3))
+    for hand in [p.left_hand for p in people] + [p.right_hand for p in people]:
         if hand is not None:
-            _draw_hand(canvas, hand, size, line=1, dot=1)
-    return resize_linear(canvas, height, width)
+            _draw_hand(painter, hand, size, line=1, dot=1)
+    return resize_linear(painter.paint(), height, width)
 
 
-def _draw_hand(canvas: np.ndarray, hand: np.ndarray, size: np.ndarray, line: int, dot: int) -> None:
+def _hand_strokes(hand: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A hand's points in pixels (int() truncation, as the original), the edges drawn (both ends present and
+    off pixel 0) and the points dotted."""
+    present = hand[:, 2] > 0
+    pixels = (hand[:, :2] * size).astype(np.int64)
+    shown = present[_HAND_EDGES].all(axis=1) & (pixels[_HAND_EDGES].reshape(len(_HAND_EDGES), 4) > EPS).all(axis=1)
+    return pixels, np.flatnonzero(shown), np.flatnonzero(present & (pixels > EPS).all(axis=1))
+
+
+def _draw_hand(painter: Painter, hand: np.ndarray, size: np.ndarray, line: int, dot: int) -> None:
     """Edges coloured around the HSV wheel, then blue dots; missing or pixel-0 points are skipped."""
-    pixels = [(int(x * size[0]), int(y * size[1])) if s > 0 else None for x, y, s in hand]
-    for edge, (i, j) in enumerate(HAND_EDGES):
-        p, q = pixels[i], pixels[j]
-        if p is not None and q is not None and min(*p, *q) > EPS:
-            draw_line(canvas, p, q, _hand_edge_color(edge), thickness=line)
-    dots = [p for p in pixels if p is not None and p[0] > EPS and p[1] > EPS]
-    fill_circles(canvas, np.array(dots, dtype=np.int64).reshape(-1, 2), dot, (0, 0, 255))  # one colour: any order
+    pixels, edges, dots = _hand_strokes(hand, size)
+    painter.lines(pixels[_HAND_EDGES[edges, 0]], pixels[_HAND_EDGES[edges, 1]], _HAND_EDGE_COLORS[edges], line)
+    painter.discs(pixels[dots], dot, (0, 0, 255))
 
 
 # ------------------------------------------------------------------------------------ controlnet_aux
@@ -121,31 +135,77 @@ def render_controlnet_aux(frame: PoseFrame, height: int, width: int, draw_body: 
         scale = np.ones(2)  # the peer draws pixel coordinates as they are; don't risk a 1-ulp product
     else:
         scale = np.array([width / frame.width, height / frame.height])
-    ones = np.ones(2)
     stick = _aux_stick(height, width, xinsr_stick_scaling)
-    for person in (p.mapped(lambda xy: xy * scale) for p in frame.people):
-        if draw_body:
-            _aux_body(canvas, person, stick)
-        if draw_hands:
-            for hand in (person.left_hand, person.right_hand):
-                if hand is not None:
-                    _draw_hand(canvas, hand, ones, line=2, dot=4)
-        if draw_face and person.face is not None:
-            face = person.face[person.face[:, 2] > 0, :2].astype(np.int64)  # int() truncation, as the peer
-            face = face[(face[:, 0] > EPS) & (face[:, 1] > EPS)]
-            fill_circles(canvas, face, 3, (255, 255, 255))
-    return canvas
+    strokes = _AuxStrokes()
+    for index, person in enumerate(p.mapped(lambda xy: xy * scale) for p in frame.people):
+        strokes.add_person(index * _AUX_RANKS_PER_PERSON, person, draw_body, draw_hands, draw_face)
+    return strokes.paint(Painter(canvas), stick)
 
 
-def _aux_body(canvas: np.ndarray, person: Person, stick: int) -> None:
-    body = person.body
-    for (a, b), color in zip(LIMBS, COLORS):
-        if _present(body, a - 1) and _present(body, b - 1):
-            polygon = _limb_polygon(body[[a - 1, b - 1], 0], body[[a - 1, b - 1], 1], stick)
-            fill_convex_poly(canvas, polygon, [int(float(c) * 0.6) for c in color])
-    for joint, color in enumerate(COLORS):
-        if _present(body, joint):
-            fill_circle(canvas, (int(body[joint, 0]), int(body[joint, 1])), 4, color)
+# The peer draws person by person: body limbs, joints, left hand (edges, dots), right hand, face. Each kind
+# of stroke is rasterised for all people at once, ranked in that order.
+_AUX_BODY, _AUX_JOINTS, _AUX_HANDS, _AUX_FACE = 0, 20, 40, 140  # a hand takes 50 ranks (20 edges, 21 dots)
+_AUX_RANKS_PER_PERSON = 256
+
+
+class _AuxStrokes:
+    """The strokes of all people of a frame, gathered by kind, each with its rank in the drawing order."""
+
+    def __init__(self) -> None:
+        self.limbs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.limb_colors: list[list[int]] = []
+        self.limb_ranks: list[int] = []
+        self.joints: list[np.ndarray] = []
+        self.joint_colors: list[tuple[int, int, int]] = []
+        self.edges: list[np.ndarray] = []
+        self.edge_colors: list[np.ndarray] = []
+        self.dots: list[np.ndarray] = []
+        self.face: list[np.ndarray] = []
+        self.ranks: dict[str, list[np.ndarray]] = {"joints": [], "edges": [], "dots": [], "face": []}
+
+    def add_person(self, base: int, person: Person, body: bool, hands: bool, face: bool) -> None:
+        points = person.body
+        if body:
+            for limb, ((a, b), color) in enumerate(zip(LIMBS, COLORS)):
+                if _present(points, a - 1) and _present(points, b - 1):
+                    self.limbs.append((points[[a - 1, b - 1], 0], points[[a - 1, b - 1], 1]))
+                    self.limb_colors.append([int(float(c) * 0.6) for c in color])
+                    self.limb_ranks.append(base + _AUX_BODY + limb)
+            joints = np.array([j for j in range(len(COLORS)) if _present(points, j)], dtype=np.int64)
+            self.joints.append(points[joints, :2].astype(np.int64))
+            self.joint_colors += [COLORS[j] for j in joints]
+            self.ranks["joints"].append(base + _AUX_JOINTS + joints)
+        for side, hand in enumerate((person.left_hand, person.right_hand)):
+            if hands and hand is not None:
+                pixels, edges, dots = _hand_strokes(hand, np.ones(2))
+                start = base + _AUX_HANDS + 50 * side
+                self.edges.append(np.concatenate([pixels[_HAND_EDGES[edges, 0]], pixels[_HAND_EDGES[edges, 1]]], 1))
+                self.edge_colors.append(_HAND_EDGE_COLORS[edges])
+                self.ranks["edges"].append(start + edges)
+                self.dots.append(pixels[dots])
+                self.ranks["dots"].append(start + len(_HAND_EDGES) + dots)
+        if face and person.face is not None:
+            present = np.flatnonzero(person.face[:, 2] > 0)
+            pixels = person.face[present, :2].astype(np.int64)  # int() truncation, as the peer
+            shown = (pixels[:, 0] > EPS) & (pixels[:, 1] > EPS)
+            self.face.append(pixels[shown])
+            self.ranks["face"].append(base + _AUX_FACE + present[shown])
+
+    def paint(self, painter: Painter, stick: int) -> np.ndarray:
+        def joined(parts: list[np.ndarray], width: int) -> np.ndarray:
+            return np.concatenate(parts).reshape(-1, width) if parts else np.zeros((0, width), dtype=np.int64)
+
+        def ranks(kind: str) -> np.ndarray:
+            return joined(self.ranks[kind], 1).reshape(-1)
+
+        painter.polygons(*_limb_ellipses(self.limbs, stick), np.array(self.limb_colors).reshape(-1, 3),
+                         ranks=np.array(self.limb_ranks, dtype=np.int64))
+        painter.discs(joined(self.joints, 2), 4, np.array(self.joint_colors).reshape(-1, 3), ranks=ranks("joints"))
+        edges = joined(self.edges, 4)
+        painter.lines(edges[:, :2], edges[:, 2:], joined(self.edge_colors, 3), 2, ranks=ranks("edges"))
+        painter.discs(joined(self.dots, 2), 4, (0, 0, 255), ranks=ranks("dots"))
+        painter.discs(joined(self.face, 2), 3, (255, 255, 255), ranks=ranks("face"))
+        return painter.paint()
 
 
 # ------------------------------------------------------------------------------------------------ SCFM
@@ -174,18 +234,17 @@ def scfm_pose_map(body18_xy: np.ndarray, size: int = 256) -> np.ndarray:
     points = np.asarray(body18_xy, dtype=np.float64)
     if points.shape != (18, 2):
         raise ValueError(f"body18_xy must be (18,2) pixels with -1 for missing points, got {points.shape}")
-    canvas = np.zeros((size, size, 3), dtype=np.uint8)
-    for joint, color in enumerate(COLORS):
-        x, y = points[joint]
-        if x != -1 and y != -1:
-            fill_circle(canvas, (int(x), int(y)), 4, color)
+    joints = [j for j in range(len(COLORS)) if points[j, 0] != -1 and points[j, 1] != -1]
+    painter = Painter(np.zeros((size, size, 3), dtype=np.uint8))
+    painter.discs(points[joints].astype(np.int64), 4, np.array([COLORS[j] for j in joints]).reshape(-1, 3))
+    canvas = painter.paint()
     distances = []
     for (a, b), color in zip(LIMBS, COLORS):
         xs, ys = points[[a - 1, b - 1], 0], points[[a - 1, b - 1], 1]
         if -1 in xs or -1 in ys:
             distances.append(np.ones((size, size), dtype=np.float32))
             continue
-        polygon = _limb_polygon(xs, ys, STICK_WIDTH)
+        polygon, _ = _limb_ellipses([(xs, ys)], STICK_WIDTH)
         painted = canvas.copy()
         fill_convex_poly(painted, polygon, color)
         blended = np.float32(0.4) * canvas.astype(np.float32) + np.float32(0.6) * painted.astype(np.float32)

@@ -18,7 +18,8 @@ MEAN = np.array([123.675, 116.28, 103.53])  # ImageNet, RGB order (the mmpose co
 STD = np.array([58.395, 57.12, 57.375])
 # (level - MEAN) / STD for every uint8 level per channel, in float64 then float32 as the reference computes it:
 # a lookup gives the same numbers as the arithmetic at a fraction of its cost.
-_NORMALISED_LEVELS = ((np.arange(256)[None, :] - MEAN[:, None]) / STD[:, None]).astype(np.float32)
+_NORMALISED_LEVELS = ((np.arange(256)[None, :] - MEAN[:, None]) / STD[:, None]).astype(np.float32).ravel()
+_CHANNEL_OFFSETS = (np.arange(3, dtype=np.intp) * 256)[:, None, None]
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ def crop_matrix(crop: Crop, input_w: int, input_h: int) -> np.ndarray:
 def crop_input(image_rgb: np.ndarray, crop: Crop, input_w: int, input_h: int) -> np.ndarray:
     """uint8 RGB (H,W,3) -> normalised float32 (3, input_h, input_w) network input for one crop."""
     levels = warp_affine(image_rgb, crop_matrix(crop, input_w, input_h), input_h, input_w)  # uint8, as cv2's
-    return np.stack([_NORMALISED_LEVELS[channel][levels[..., channel]] for channel in range(3)])
+    planes = levels.transpose(2, 0, 1) + _CHANNEL_OFFSETS  # row of each channel's table, as one flat lookup
+    return np.take(_NORMALISED_LEVELS, planes)
 
 
 def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray,
