@@ -21,7 +21,7 @@ from ..errors import PoseTransferError
 from .detector import anchor_grid, decode_boxes, select_person_boxes, within_margin
 from .imageops import letterbox
 from .keypoints import PoseFrame, people_from_wholebody
-from .topdown import SIMCC_SPLIT_RATIO, crop_for_box, crop_input, decode_simcc, to_image_many
+from .topdown import SIMCC_SPLIT_RATIO, Crop, crop_for_box, crop_input, decode_simcc, to_image_many
 
 log = logging.getLogger(__name__)
 
@@ -322,13 +322,18 @@ class DWPose:
         return self.detect_boxes_many([image_rgb])[0]
 
     # ---------------------------------------------------------------------------------- keypoints
-    def _simcc(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N,3,H,W) crops -> SimCC vectors, in calls the model accepts: as many crops as allowed per call for a
-        dynamic batch, one by one for the published batch-1 file, zero-padded for a fixed batch > 1."""
-        step = min(MAX_CROPS_PER_CALL, len(inputs)) if self.pose.batch is None else self.pose.batch
+    def _simcc(self, images_rgb: Sequence[np.ndarray], crops: list[Crop], owners: list[int]
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Crops of the frames (`owners[i]` = the frame of crop i) -> SimCC vectors, in calls the model accepts:
+        as many crops as allowed per call for a dynamic batch, one by one for the published batch-1 file,
+        zero-padded for a fixed batch > 1. Each call's inputs are prepared just before it, so memory holds
+        one call's crops however many people a chunk of frames has."""
+        input_h, input_w = self.pose.input_hw
+        step = min(MAX_CROPS_PER_CALL, len(crops)) if self.pose.batch is None else self.pose.batch
         xs, ys = [], []
-        for start in range(0, len(inputs), step):
-            chunk = inputs[start:start + step]
+        for start in range(0, len(crops), step):
+            chunk = np.stack([crop_input(images_rgb[frame], crop, input_w, input_h)
+                              for frame, crop in zip(owners[start:start + step], crops[start:start + step])])
             count = len(chunk)
             if self.pose.batch is not None and count < step:  # fixed batch > 1: pad with zeros, drop after
                 chunk = np.concatenate([chunk, np.zeros((step - count, *chunk.shape[1:]), np.float32)])
@@ -345,17 +350,14 @@ class DWPose:
         """Per frame, its boxes (N,4) -> COCO-WholeBody keypoints (N,133,2) in image pixels and scores (N,133);
         the crops of all frames go through the pose model together."""
         input_h, input_w = self.pose.input_hw
-        crops, inputs, owners = [], [], []
-        for frame, (image, frame_boxes) in enumerate(zip(images_rgb, boxes)):
-            for box in frame_boxes:
-                crop = crop_for_box(box, input_w, input_h)
-                crops.append(crop)
-                inputs.append(crop_input(image, crop, input_w, input_h))
-                owners.append(frame)
+        crops, owners = [], []
+        for frame, frame_boxes in enumerate(boxes):
+            crops += [crop_for_box(box, input_w, input_h) for box in frame_boxes]
+            owners += [frame] * len(frame_boxes)
         if not crops:
             return [(np.zeros((0, WHOLEBODY_POINTS, 2)), np.zeros((0, WHOLEBODY_POINTS), dtype=np.float32))
                     for _ in images_rgb]
-        locs, scores = decode_simcc(*self._simcc(np.stack(inputs)))
+        locs, scores = decode_simcc(*self._simcc(images_rgb, crops, owners))
         broken = ~np.isfinite(scores)
         if broken.any():
             _warn_not_finite(self.pose, "pose model", f"{int(broken.sum())} keypoints holding them count as not detected")
