@@ -85,7 +85,7 @@ def main() -> int:
     started = time.perf_counter()
     scfm_parity.load_pack()
     from posetransfer.models.scfm.losses import DiffusionTerms
-    from posetransfer.models.scfm.train import training_step
+    from posetransfer.models.scfm.train import TrainingForward, training_step
     from posetransfer.models.scfm.vgg import VGG19Features, load_vgg19
     from posetransfer.pose.render import scfm_pose_map
 
@@ -108,7 +108,7 @@ def main() -> int:
     source_pose, target_pose = torch.cat([pose_a, pose_b]), torch.cat([pose_b, pose_a])
 
     step_seed = args.seed + 1
-    losses = training_step(ours, DiffusionTerms(), source, source_pose, target_pose, target,
+    losses = training_step(TrainingForward(ours), DiffusionTerms(), source, source_pose, target_pose, target,
                            torch.Generator().manual_seed(step_seed), 0.1, vgg)
     losses["loss"].backward()
 

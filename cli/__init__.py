@@ -7,9 +7,9 @@ import sys
 
 from ..errors import PoseTransferError
 from ..model_files.hub import DownloadError
-from . import batch, convert, download, evaluate, models_dir, pcdm, pcdm_train, pose, scfm
+from . import batch, convert, download, evaluate, models_dir, pcdm, pcdm_train, pose, scfm_train
 
-FAMILIES = (convert, pose, pcdm, scfm, download, batch, evaluate, pcdm_train)
+FAMILIES = (convert, pose, pcdm, scfm_train, download, batch, evaluate, pcdm_train)
 
 
 def build_parser() -> argparse.ArgumentParser:

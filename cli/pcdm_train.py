@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 
 import torch
 
-logger = logging.getLogger(__name__)
+from . import train_options
 
 PRECISION_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -15,9 +13,7 @@ PRECISION_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bf
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "pcdm-train", help="train or fine-tune a PCDMs stage (1 prior, 2 inpainting, 3 refiner)",
-        description="Same command for one process (python) and many: `accelerate launch [--multi_gpu] "
-                    "[--num_processes N] [--num_machines M ...] <pack> pcdm-train ...` or `torchrun ...`. Only the "
-                    "main process writes. Resumes from OUT/state when it exists. The written OUT/<name>.safetensors "
+        description=train_options.LAUNCH.format(command="pcdm-train") + " The written OUT/<name>.safetensors "
                     "loads in the PCDMs loader nodes as is.")
     parser.add_argument("--stage", type=int, choices=(1, 2, 3), required=True)
     parser.add_argument("data", help="a folder of people (sub-folder per person: photos + <stem>_pose.png or "
@@ -30,31 +26,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--vae", help="SD 2.1 VAE file (stages 2, 3)")
     parser.add_argument("--dino", help="DINOv2-giant file (stages 2, 3)")
     parser.add_argument("--clip", help="CLIP ViT-H/14 vision file with projection (stage 1; full stage-2 model)")
-    parser.add_argument("--out", required=True, help="output folder (weights, state for resuming, loss.jsonl, samples)")
-    parser.add_argument("--name", help="weights file name (default pcdm_stage<N>)")
+    train_options.add_loop_options(parser, default_name="pcdm_stage<N>", batch_flag="--batch-size",
+                                   batch_help="training items", batch_default=1)
     parser.add_argument("--size", type=int, default=512, help="model square side; default %(default)s")
-    parser.add_argument("--steps", type=int, default=1000, help="total optimizer steps; default %(default)s")
-    parser.add_argument("--batch-size", type=int, default=1, help="per process; default %(default)s")
-    parser.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps; default %(default)s")
     parser.add_argument("--lr", type=float, help="default: the original script's (stage 1: 1e-5, 2: 1e-4, 3: 1e-5); "
                                                  "1e-5 is a safer start for fine-tuning stage 2 on a few photos")
     parser.add_argument("--warmup", type=int, default=0, help="linear warm-up steps (the scripts have none); "
                                                               "default %(default)s")
-    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
-                        help="autocast + fp16/bf16 frozen encoders, as the scripts' --mixed_precision; "
-                             "default %(default)s")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory (UNet stages)")
     parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                         help="keep an EMA of the weights with this decay and publish it (e.g. 0.999); default off, "
                              "as the scripts")
     parser.add_argument("--noise-offset", type=float, default=0.1, help="default %(default)s (the scripts')")
-    parser.add_argument("--save-every", type=int, default=500, help="default %(default)s")
-    parser.add_argument("--sample-every", type=int, default=0, help="write a sample sheet every N steps (stages 2 "
-                                                                    "and 3); default off")
     parser.add_argument("--pose-convention", default="fraction", help="stage 1 from JSON keypoints: the coordinate "
                                                                       "convention of the prior; default %(default)s")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     parser.set_defaults(func=_run)
 
 
@@ -96,32 +81,23 @@ def build_objective(stage: int, init: str, *, vae: str | None = None, dino: str 
 
 def _run(args: argparse.Namespace) -> int:
     from ..models.pcdm.train import STAGE_LR
-    from ..models.training import LoopSettings, make_accelerator, train_loop
+    from ..models.training import LoopSettings
     from . import train_data
 
-    settings = LoopSettings(steps=args.steps, batch_size=args.batch_size, gradient_accumulation=args.grad_accum,
-                            lr=args.lr or STAGE_LR[args.stage], warmup=args.warmup,
-                            mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing,
-                            ema_decay=args.ema or None, save_every=args.save_every, sample_every=args.sample_every,
-                            seed=args.seed)
-    accelerator = make_accelerator(settings, cpu=True if args.cpu else None)
-    if args.data.endswith(".json"):
-        if not args.image_root:
-            raise ValueError("the original layout needs --image-root (the folder train_data.json's paths start from)")
-        dataset = train_data.original_layout(args.data, args.image_root, args.stage, args.size, args.coarse)
-    else:
-        dataset = train_data.people_folder(args.data, args.stage, args.size, args.coarse, args.pose_convention)
-    objective = build_objective(args.stage, args.init, vae=args.vae, dino=args.dino, clip=args.clip,
-                                precision=args.mixed_precision, noise_offset=args.noise_offset)
-    for model in (getattr(objective, "vae", None), getattr(objective, "dino", None), getattr(objective, "clip", None)):
-        if model is not None:
-            model.to(accelerator.device)
+    settings = LoopSettings(**train_options.loop_fields(args), lr=args.lr or STAGE_LR[args.stage], warmup=args.warmup,
+                            gradient_checkpointing=args.gradient_checkpointing, ema_decay=args.ema or None)
 
-    def log(step: int, values: dict[str, float]) -> None:
-        logger.info("step %d  " + "  ".join(f"{k} %.6g" for k in values), step, *values.values())
+    def prepare():
+        if args.data.endswith(".json"):
+            if not args.image_root:
+                raise ValueError("the original layout needs --image-root (the folder train_data.json's paths start "
+                                 "from)")
+            dataset = train_data.original_layout(args.data, args.image_root, args.stage, args.size, args.coarse)
+        else:
+            dataset = train_data.people_folder(args.data, args.stage, args.size, args.coarse, args.pose_convention)
+        objective = build_objective(args.stage, args.init, vae=args.vae, dino=args.dino, clip=args.clip,
+                                    precision=args.mixed_precision, noise_offset=args.noise_offset)
+        frozen = [getattr(objective, name, None) for name in ("vae", "dino", "clip")]
+        return objective, dataset, frozen
 
-    weights = train_loop(objective, dataset, settings, args.out, name=args.name or f"pcdm_stage{args.stage}",
-                         accelerator=accelerator, log=log)
-    if accelerator.is_main_process:
-        print(os.fspath(weights))
-    return 0
+    return train_options.run(args, settings, args.name or f"pcdm_stage{args.stage}", prepare)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from ..models.images import read_image
 from ..models.scfm.pipeline import PoseInput, fit_source, place_on_square
+from ..models.scfm.train import ScfmPair
 from ..pose.conditions import scfm_body_points, scfm_pose_maps
 from ..pose.formats import load_openpose_json
 
@@ -48,27 +48,19 @@ def _load_example(path: Path) -> tuple[torch.Tensor, PoseInput]:
 
 
 class PairFolder:
-    """`models.scfm.train.TrainingPairs` read from a folder (layout above); raises at once if it holds no pairs."""
+    """SCFM training pairs (`models.scfm.train.ScfmPair`) read from a folder (layout above), fitted to the model's
+    `size` x `size` square with `fit_mode`; raises at once if the folder holds no pairs."""
 
-    def __init__(self, data_dir: str | os.PathLike):
+    def __init__(self, data_dir: str | os.PathLike, size: int, fit_mode: str = "stretch"):
         self.pairs = find_pairs(data_dir)
+        self.size, self.fit_mode = size, fit_mode
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def batch(self, indices: Sequence[int], size: int, fit_mode: str) -> tuple[torch.Tensor, ...]:
-        """Both directions of each pair: (source [-1,1], source pose maps, target pose maps, target [-1,1])."""
-        sources, source_poses, targets, target_poses = [], [], [], []
-        for index in indices:
-            first, second = (_load_example(path) for path in self.pairs[index])
-            for (src, src_pose), (tgt, tgt_pose) in ((first, second), (second, first)):
-                sources.append(fit_source(src, size, fit_mode)[0])
-                targets.append(fit_source(tgt, size, fit_mode)[0])
-                source_poses.append(src_pose)
-                target_poses.append(tgt_pose)
-        return (torch.cat(sources), _maps(source_poses, size, fit_mode), _maps(target_poses, size, fit_mode),
-                torch.cat(targets))
-
-
-def _maps(poses: list[PoseInput], size: int, fit_mode: str) -> torch.Tensor:
-    return scfm_pose_maps(place_on_square(poses, size, fit_mode), size)
+    def __getitem__(self, index: int) -> ScfmPair:
+        (first, first_pose), (second, second_pose) = (_load_example(path) for path in self.pairs[index])
+        # one at a time: two photos of a person may differ in size
+        first, second = (fit_source(image, self.size, self.fit_mode)[0][0] for image in (first, second))
+        maps = scfm_pose_maps(place_on_square([first_pose, second_pose], self.size, self.fit_mode), self.size)
+        return ScfmPair(first, maps[0], second, maps[1], index=index)

@@ -9,11 +9,14 @@ What the loop guarantees:
 - Data: the item order is a fixed function of (seed, epoch) and each process takes its own slice of every
   global batch, so ranks see different items and a resumed run meets exactly the items a straight run would.
 - Randomness: each (step, rank) draws its noise, timesteps and conditioning dropout from a generator seeded
-  with (seed, step, rank), so resuming reproduces the straight run's draws.
+  with (seed, step, rank), and torch's global generators (what dropout layers draw from) are reseeded from the
+  same triple, so resuming reproduces the straight run's draws.
 - Files: only the main process writes (weights as safetensors, optimizer state, EMA, a log); the other ranks
   only read. With DeepSpeed ZeRO (stages 1 and 2: the weights stay whole on every rank) the optimizer is
   sharded, so there every rank saves its own shard through Accelerate (by design of ZeRO).
 - Resume: when `out_dir` holds a `state/` from an earlier run, training continues from its step.
+- Precision: `mixed_precision` "bf16" runs on CPUs and GPUs; "fp16" needs a GPU (Accelerate adds the gradient
+  scaler fp16 needs); master weights, optimizer state and EMA stay float32 either way.
 """
 from __future__ import annotations
 
@@ -27,10 +30,16 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import torch
 from torch import nn
 
+from ..errors import PoseTransferError
+
 logger = logging.getLogger(__name__)
 
 STATE_DIR = "state"
 MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+class TrainingSetupError(PoseTransferError):
+    """A training run that cannot start as configured (precision, device); the message says what to change."""
 
 
 @dataclass
@@ -40,6 +49,7 @@ class LoopSettings:
     gradient_accumulation: int = 1
     lr: float = 1e-5
     warmup: int = 0  # linear warm-up steps; the PCDMs scripts' "constant" schedule has none
+    warmup_start: float = 0.0  # the rate's fraction at step 0 of the warm-up (SCFM's original starts at 4 %)
     weight_decay: float = 1e-2
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
@@ -47,6 +57,7 @@ class LoopSettings:
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
     ema_decay: float | None = None  # None: no EMA
+    ema_start: int = 0  # before this optimizer step (1-based) the EMA copies the weights (SCFM: its warm-up)
     save_every: int = 500
     sample_every: int = 0  # 0: no sample sheets
     seed: int = 0
@@ -80,9 +91,25 @@ def batch_indices(step: int, rank: int, world: int, batch: int, count: int, seed
     return out
 
 
+def learning_rate(settings: LoopSettings, step: int) -> float:
+    """The rate of 1-based optimizer `step`: linear from `warmup_start` x lr to lr over the warm-up, then flat
+    (tensorfn's `cycle_scheduler` [linear, flat] as SCFM's original steps it; diffusers' constant-with-warm-up
+    for `warmup_start` 0)."""
+    progress = min(1.0, step / settings.warmup) if settings.warmup else 1.0
+    return settings.lr * (settings.warmup_start + (1 - settings.warmup_start) * progress)
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """One number per (seed, micro-step, rank), below 2**62 (torch takes seeds up to 2**64)."""
+    return ((seed * 1_000_003 + step) * 65_537 + rank) % (1 << 62)
+
+
 def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     """The CPU generator of one (micro-step, rank): noise, timesteps and dropout of that batch."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 65_537 + rank)
+    return torch.Generator().manual_seed(step_seed(seed, step, rank))
+
+
+GLOBAL_SEED_OFFSET = 1 << 62  # the global generators' stream must not repeat the step generator's draws
 
 
 def make_accelerator(settings: LoopSettings, cpu: bool | None = None):
@@ -93,9 +120,13 @@ def make_accelerator(settings: LoopSettings, cpu: bool | None = None):
         raise ImportError("training needs Hugging Face Accelerate: pip install 'accelerate>=1.0' (it is a "
                           "training-only dependency; inference never imports it)") from error
     if settings.mixed_precision not in MIXED_PRECISION:
-        raise ValueError(f"mixed precision {settings.mixed_precision!r}: expected one of {MIXED_PRECISION}")
+        raise TrainingSetupError(f"mixed precision {settings.mixed_precision!r}: expected one of {MIXED_PRECISION}")
     if cpu is None:
         cpu = not torch.cuda.is_available()
+    if settings.mixed_precision == "fp16" and cpu:
+        # Accelerate would quietly train in float32 on the CPU (it only autocasts fp16 with a GPU's scaler).
+        raise TrainingSetupError("mixed precision fp16 needs a CUDA GPU (it trains with a gradient scaler there); "
+                                 "on the CPU use --mixed-precision bf16, or no.")
     from accelerate.state import AcceleratorState
 
     # Accelerate keeps one precision per process; a later run in the same process (a notebook, the tests) may
@@ -108,21 +139,22 @@ def make_accelerator(settings: LoopSettings, cpu: bool | None = None):
 class ParameterEMA:
     """float32 exponential moving average of the trainable parameters (buffers follow the model)."""
 
-    def __init__(self, module: nn.Module, decay: float):
-        self.decay = decay
+    def __init__(self, module: nn.Module):
         self.shadow = {k: v.detach().float().clone() for k, v in module.state_dict().items()}
         self.trainable = {k for k, p in module.named_parameters() if p.requires_grad}
 
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
+    def update(self, module: nn.Module, decay: float) -> None:
+        """shadow = decay x shadow + (1 - decay) x weights; decay 0 copies them exactly (lerp's weight-1 branch)."""
         for key, value in module.state_dict().items():
             if key in self.trainable:
-                self.shadow[key].lerp_(value.detach().float(), 1 - self.decay)
+                self.shadow[key].lerp_(value.detach().float(), 1 - decay)
             else:
                 self.shadow[key].copy_(value)
 
     def copy_to(self, module: nn.Module) -> nn.Module:
-        module.load_state_dict({k: v.to(module.state_dict()[k].dtype) for k, v in self.shadow.items()})
+        current = module.state_dict()  # once: a large model's state_dict() walks thousands of modules
+        module.load_state_dict({k: v.to(current[k].dtype) for k, v in self.shadow.items()})
         return module
 
 
@@ -152,11 +184,14 @@ def train_loop(objective: Objective, dataset: Sequence[Any], settings: LoopSetti
     `loss.jsonl` and `samples/step{N}.png`. `log(step, values)` is called on the main process only.
     """
     if len(dataset) == 0:
-        raise ValueError("the training set is empty")
+        raise TrainingSetupError("the training set is empty: give at least one training item")
     accelerator = accelerator or make_accelerator(settings)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise TrainingSetupError(f"{out} is a file, but the output is a folder (weights, state/ for resuming, "
+                                 "loss.jsonl, samples/): choose a folder; to start from that file, pass it as --init.")
     state_dir = out / STATE_DIR
-    module = objective.trainable()
+    module = objective.trainable().train()
     if settings.gradient_checkpointing:
         _enable_checkpointing(module)
     params = [p for p in module.parameters() if p.requires_grad]
@@ -168,7 +203,7 @@ def train_loop(objective: Objective, dataset: Sequence[Any], settings: LoopSetti
         meta = json.loads((state_dir / "trainer.json").read_text())
         start = int(meta["step"])
         module.load_state_dict(_load_safetensors(state_dir / "model.safetensors"))
-    ema = ParameterEMA(module, settings.ema_decay) if settings.ema_decay else None
+    ema = ParameterEMA(module) if settings.ema_decay else None
     if resumed and ema is not None and (state_dir / "ema.safetensors").is_file():
         ema.shadow = {k: v.float() for k, v in _load_safetensors(state_dir / "ema.safetensors").items()}
     deepspeed = str(accelerator.distributed_type).endswith("DEEPSPEED")
@@ -192,12 +227,13 @@ def train_loop(objective: Objective, dataset: Sequence[Any], settings: LoopSetti
     sample_items: list[Any] | None = None  # the first items, read when the first sheet is due
     for step in range(start, settings.steps):
         for group in optimizer.param_groups:
-            group["lr"] = settings.lr * (min(1.0, (step + 1) / settings.warmup) if settings.warmup else 1.0)
+            group["lr"] = learning_rate(settings, step + 1)
         totals: dict[str, float] = {}
         for micro in range(accumulation):
             index = step * accumulation + micro
             items = [dataset[i] for i in batch_indices(index, rank, world, settings.batch_size, len(dataset),
                                                        settings.seed)]
+            torch.manual_seed(step_seed(settings.seed, index, rank) + GLOBAL_SEED_OFFSET)  # dropout layers
             with accelerator.accumulate(wrapped), accelerator.autocast():
                 losses = objective.loss(wrapped, items, step_generator(settings.seed, index, rank))
                 accelerator.backward(losses["loss"])
@@ -207,10 +243,10 @@ def train_loop(objective: Objective, dataset: Sequence[Any], settings: LoopSetti
                 optimizer.zero_grad(set_to_none=True)
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0.0) + float(value.detach()) / accumulation
-        if ema is not None:
-            ema.update(accelerator.unwrap_model(wrapped))
-        values = _mean_over_ranks(accelerator, totals)
         done = step + 1
+        if ema is not None:
+            ema.update(accelerator.unwrap_model(wrapped), 0.0 if done < settings.ema_start else settings.ema_decay)
+        values = _mean_over_ranks(accelerator, totals)
         if accelerator.is_main_process:
             values["lr"] = optimizer.param_groups[0]["lr"]
             with open(out / "loss.jsonl", "a", encoding="utf-8") as handle:

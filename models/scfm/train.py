@@ -1,92 +1,106 @@
-"""Train or fine-tune SCFM from pairs of photos of the same person with their pose maps (the only way to get weights).
+"""SCFM's training objective on the pack's one training loop (`models/training.py`): the only way to get weights.
 
-The pairs come from a `TrainingPairs` source: the command line reads them from a folder of photos with OpenPose
-keypoints (`cli/scfm_data.py`); each pair is used in both directions, as the original.
+Per step (train.py / diffusion.py of the original): each pair is used in both directions; t ~ U{0..999};
+target -> x_t; 10 % of the items get a zeroed source image for the encoder while the flow net still sees the
+real one (the original's image dropout); loss = mean(MSE(eps) + VB) (losses.py) + GFLA's sampling-correctness
+loss on VGG19 features + 0.0025 x its affine flow regularisation (flow_losses.py).
 
-Per step (train.py / diffusion.py of the original): t ~ U{0..999}; target -> x_t; 10 % of the items get a
-zeroed source image for the encoder while the flow net still sees the real one (the original's image
-dropout); loss = mean(MSE(eps) + VB) (losses.py) + GFLA's sampling-correctness loss on VGG19 features
-+ 0.0025 x its affine flow regularisation (flow_losses.py); Adam lr 2e-5 with linear warm-up from 4 %, gradient norm
-clipped to 1, parameter EMA (a plain copy during warm-up). The original's warm-up (5000 steps) and EMA decay
-(0.9999) belong to its 2.4 M-step run; by default both scale with `steps` (see `TrainSettings.resolved`).
-Checkpoints hold {"ema", "model", "optimizer", "step", "config"} in our canonical key layout, readable by
-`load_scfm`, and are written atomically; training resumes from the output file when it exists.
+Optimisation (`loop_settings`): Adam lr 2e-5 with linear warm-up from 4 %, gradient norm clipped to 1,
+parameter EMA (a plain copy during warm-up). The original's warm-up (5000 steps) and EMA decay (0.9999)
+belong to its 2.4 M-step run; by default both scale with the run length. The loop handles processes,
+precision, resuming and files; the published weights are the EMA in our canonical key layout, which
+`load_scfm` (and so the SCFM Loader node) reads.
 """
 from __future__ import annotations
 
-import copy
-import logging
 import os
-import random
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
 
-from ..checkpoints import CheckpointError
-from .checkpoint import build_scfm, load_scfm
+from ..images import from_signed
+from ..training import LoopSettings
+from .checkpoint import load_scfm
 from .config import SCFMConfig
 from .flow_losses import LAMBDA_CORRECTNESS, LAMBDA_REGULARISATION, correctness_loss, regularisation_loss
 from .losses import DiffusionTerms, diffusion_loss
-from .sampler import NUM_TRAIN_TIMESTEPS
+from .sampler import NUM_TRAIN_TIMESTEPS, initial_noise, sample
 from .unet import SCFMUNet, SourceCondition
 from .vgg import VGG19Features
 
-logger = logging.getLogger(__name__)
-
-
-class TrainingPairs(Protocol):
-    """Where training batches come from: a numbered collection of (source, target) pairs."""
-
-    def __len__(self) -> int:
-        """How many ordered pairs there are."""
-
-    def batch(self, indices: Sequence[int], size: int, fit_mode: str) -> tuple[torch.Tensor, ...]:
-        """Pairs `indices`, both directions each: (source [N,3,S,S] in [-1,1], source pose maps [N,P,S,S],
-        target pose maps [N,P,S,S], target [N,3,S,S] in [-1,1]) on the model's size x size square."""
-
-
+ORIGINAL_LR = 2e-5  # config/diffusion.conf
 ORIGINAL_WARMUP = 5000  # config/diffusion.conf, for a 2.4 M-step schedule
 ORIGINAL_EMA_DECAY = 0.9999  # train.py accumulate()
+WARMUP_START = 0.04  # tensorfn cycle_scheduler's initial_multiplier
+GRAD_CLIP = 1.0  # train.py clip_grad_norm_
+IMAGE_DROPOUT = 0.1  # train.py --guidance_prob 0.1 (the encoder's source image zeroed)
+FLOW_LEVELS = (5, 4, 3)  # the flow net returns the coarsest flow first
+SAMPLE_STEPS = 25  # DDIM steps of the sample sheets (the original infers with 50)
 
 
 @dataclass
-class TrainSettings:
-    steps: int = 1000
-    batch_pairs: int = 4  # pairs per step; each is used in both directions, so the model sees 2x items
-    lr: float = 2e-5
-    warmup: int | None = None  # None: min(5000, steps // 20)
-    ema_decay: float | None = None  # None: min(0.9999, 1 - 10 / steps)
-    image_dropout: float = 0.1
-    grad_clip: float = 1.0
-    save_every: int = 500
-    seed: int = 0
-    fit_mode: str = "stretch"
-    lambda_correctness: float = LAMBDA_CORRECTNESS  # 0 trains without VGG19 weights (not the paper's objective)
-    lambda_regularisation: float = LAMBDA_REGULARISATION
+class ScfmPair:
+    """Two photos of one person on the model square: images [3,S,S] in [-1,1], pose maps [P,S,S] in [0,1].
+    The loss uses the pair in both directions, as the original's data."""
 
-    def resolved(self) -> "TrainSettings":
-        """Fill the run-length-dependent defaults: the original's 5000 warm-up steps and 0.9999 EMA decay only
-        make sense for its 2.4 M-step run. A 1000-step fine-tune gets 50 warm-up steps (then the full rate) and
-        an EMA over about the last 100 steps (decay 0.99) instead of a rate stuck below 2e-5 and an EMA that
-        still equals the starting weights."""
-        warmup = self.warmup if self.warmup is not None else min(ORIGINAL_WARMUP, self.steps // 20)
-        decay = self.ema_decay if self.ema_decay is not None else min(ORIGINAL_EMA_DECAY, 1 - 10 / max(self.steps, 20))
-        return replace(self, warmup=warmup, ema_decay=decay)
+    first: torch.Tensor
+    first_pose: torch.Tensor
+    second: torch.Tensor
+    second_pose: torch.Tensor
+    index: int = -1  # position in the dataset
 
 
-WARMUP_START = 0.04  # tensorfn cycle_scheduler's initial_multiplier
+def both_directions(items: list[ScfmPair]) -> tuple[torch.Tensor, ...]:
+    """(source, source pose maps, target pose maps, target), [2N,...]: first -> second, then second -> first,
+    pair by pair."""
+    sources, source_poses, target_poses, targets = [], [], [], []
+    for item in items:
+        for (src, src_pose), (tgt, tgt_pose) in (((item.first, item.first_pose), (item.second, item.second_pose)),
+                                                 ((item.second, item.second_pose), (item.first, item.first_pose))):
+            sources.append(src)
+            source_poses.append(src_pose)
+            target_poses.append(tgt_pose)
+            targets.append(tgt)
+    return tuple(torch.stack(values).float() for values in (sources, source_poses, target_poses, targets))
 
 
-def learning_rate(settings: TrainSettings, step: int) -> float:
-    """The rate for 1-based `step` of resolved settings, as the original's tensorfn `cycle_scheduler` with
-    decay [linear, flat] (stepped before each update): linear from 4 % of `lr` to `lr` over the warm-up, then flat."""
-    progress = min(1.0, step / settings.warmup) if settings.warmup else 1.0
-    return settings.lr * (WARMUP_START + (1 - WARMUP_START) * progress)
+def loop_settings(steps: int = 1000, *, warmup: int | None = None, ema_decay: float | None = None,
+                  **options: Any) -> LoopSettings:
+    """The shared loop's settings for SCFM's optimisation; `options` are other `LoopSettings` fields
+    (`batch_size` counts pairs per process).
+
+    The original's 5000 warm-up steps and 0.9999 EMA decay only make sense for its 2.4 M-step run: by default
+    a 1000-step fine-tune gets 50 warm-up steps (then the full rate) and an EMA over about the last 100 steps
+    (decay 0.99), instead of a rate stuck below 2e-5 and an EMA that still equals the starting weights.
+    Adam's update is AdamW's with weight decay 0."""
+    warmup = warmup if warmup is not None else min(ORIGINAL_WARMUP, steps // 20)
+    decay = ema_decay if ema_decay is not None else min(ORIGINAL_EMA_DECAY, 1 - 10 / max(steps, 20))
+    defaults = dict(lr=ORIGINAL_LR, weight_decay=0.0, max_grad_norm=GRAD_CLIP)
+    return LoopSettings(**{**defaults, **options, "steps": steps, "warmup": warmup, "warmup_start": WARMUP_START,
+                           "ema_decay": decay, "ema_start": warmup})
 
 
-def training_step(model: SCFMUNet, terms: DiffusionTerms, source: torch.Tensor, source_pose: torch.Tensor,
+class TrainingForward(nn.Module):
+    """SCFM as training calls it, behind one `forward`: DDP synchronises the gradients of what `forward` runs."""
+
+    def __init__(self, model: SCFMUNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, source: torch.Tensor, keep: torch.Tensor,
+                source_pose: torch.Tensor, target_pose: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x_t [B,3,S,S]; t [B]; source [B,3,S,S] in [-1,1] (the flow net's), `keep` [B,1,1,1] (the encoder's
+        source is source x keep) -> (model output [B,6,S,S], flows coarsest first)."""
+        model = self.model
+        flows, masks = model.flow_net(source, source_pose, target_pose)
+        condition = SourceCondition(model.encoder(source * keep), dict(zip(FLOW_LEVELS, flows)),
+                                    dict(zip(FLOW_LEVELS, masks)))
+        return model(torch.cat([x_t, target_pose], 1), t.float(), condition), list(flows)
+
+
+def training_step(net: TrainingForward, terms: DiffusionTerms, source: torch.Tensor, source_pose: torch.Tensor,
                   target_pose: torch.Tensor, target: torch.Tensor, generator: torch.Generator,
                   image_dropout: float, vgg: VGG19Features | None = None,
                   lambda_correctness: float = LAMBDA_CORRECTNESS,
@@ -100,13 +114,10 @@ def training_step(model: SCFMUNet, terms: DiffusionTerms, source: torch.Tensor, 
     t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (batch,), generator=generator)
     noise = torch.randn(target.shape, generator=generator).to(target)
     keep = (torch.rand(batch, generator=generator) >= image_dropout).to(source).view(-1, 1, 1, 1)
-    flows, masks = model.flow_net(source, source_pose, target_pose)
-    levels = (5, 4, 3)
-    condition = SourceCondition(model.encoder(source * keep), dict(zip(levels, flows)), dict(zip(levels, masks)))
+    t = t.to(target.device)
     x_t = terms.q_sample(target, t, noise)
-    output = model(torch.cat([x_t, target_pose], 1), t.to(target.device).float(), condition)
-    losses = {k: v.mean() for k, v in
-              diffusion_loss(terms, output.float(), target, x_t, t.to(target.device), noise).items()}
+    output, flows = net(x_t, t, source, keep, source_pose, target_pose)
+    losses = {k: v.mean() for k, v in diffusion_loss(terms, output.float(), target, x_t, t, noise).items()}
     flows = [f.float() for f in flows]
     total = losses["loss"]
     if lambda_correctness:
@@ -127,84 +138,51 @@ def training_step(model: SCFMUNet, terms: DiffusionTerms, source: torch.Tensor, 
     return losses
 
 
-def _save(path: Path, model: SCFMUNet, ema: SCFMUNet, optimizer: torch.optim.Optimizer, step: int) -> None:
-    payload = {"ema": ema.state_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-               "step": torch.tensor(step), "config": {k: list(v) if isinstance(v, tuple) else v
-                                                      for k, v in asdict(model.config).items()}}
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    os.replace(partial, path)  # a crash mid-write never replaces the previous checkpoint
+class SCFMObjective:
+    """SCFM's objective for `models.training.train_loop`; items are `ScfmPair`s.
+
+    `vgg` (`load_vgg19`) is required unless `lambda_correctness` is 0 (not the paper's objective)."""
+
+    def __init__(self, model: SCFMUNet, vgg: VGG19Features | None = None, *, image_dropout: float = IMAGE_DROPOUT,
+                 lambda_correctness: float = LAMBDA_CORRECTNESS,
+                 lambda_regularisation: float = LAMBDA_REGULARISATION, sample_steps: int = SAMPLE_STEPS):
+        if lambda_correctness and vgg is None:
+            raise ValueError("SCFM's objective includes GFLA's sampling-correctness loss on ImageNet VGG19 features: "
+                             "give the torchvision VGG19 weights file (vgg19-dcbb9e9d.pth), or set lambda_correctness "
+                             "to 0 to train without it (not the paper's objective).")
+        self.net = TrainingForward(model.float().requires_grad_(True).train())
+        self.vgg = None if vgg is None else vgg.eval().requires_grad_(False)
+        self.terms = DiffusionTerms()
+        self.image_dropout, self.sample_steps = image_dropout, sample_steps
+        self.lambda_correctness, self.lambda_regularisation = lambda_correctness, lambda_regularisation
+
+    def trainable(self) -> nn.Module:
+        return self.net
+
+    def loss(self, net: nn.Module, items: list[ScfmPair], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        device = next(net.parameters()).device
+        batch = [values.to(device) for values in both_directions(items)]
+        return training_step(net, self.terms, *batch, generator, self.image_dropout, self.vgg,
+                             self.lambda_correctness, self.lambda_regularisation)
+
+    def export(self, net: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        # Canonical keys: every width is read back from the shapes, so no config travels in the metadata.
+        return dict(net.model.state_dict()), {}
+
+    def sample_sheet(self, net: nn.Module, items: list[ScfmPair], seed: int) -> torch.Tensor | None:
+        """Rows of [source | target pose (its maps' maximum) | generated | real target], first -> second of
+        each item (DDIM `sample_steps`, guidance 2)."""
+        source, source_pose, target_pose, target = (values[::2] for values in both_directions(items))
+        noise = initial_noise(source.shape[0], source.shape[-1], seed)
+        generated = sample(net.model, source, source_pose, target_pose, noise, steps=self.sample_steps).cpu()
+        pose = target_pose.amax(1, keepdim=True).expand(-1, 3, -1, -1)
+        rows = torch.cat([from_signed(source), pose, generated, from_signed(target)], dim=-1)
+        return torch.cat(list(rows.clamp(0, 1)), dim=-2)
 
 
-def _initial_model(out: Path, init: str | None, config: SCFMConfig | None):
-    """(model, ema, resume state or None): resume `out`, else start from `init`, else from `config`."""
-    if out.is_file():
-        # Our own checkpoint: plain tensors, ints and floats, so torch's weights_only loader suffices.
-        state = torch.load(out, map_location="cpu", weights_only=True)
-        if not {"ema", "model", "optimizer", "step"} <= set(state):
-            raise CheckpointError(f"{out} exists but is not a training checkpoint of this trainer; choose another "
-                                  "output path (it would be overwritten) or pass it as --init to fine-tune from it.")
-        model, ema = build_scfm(state["model"], source=str(out)), build_scfm(state["ema"], source=str(out))
-        return model, ema, state
+def initial_model(init: str | os.PathLike | None = None, config: SCFMConfig | None = None) -> SCFMUNet:
+    """The model training starts from: the weights of `init` (any SCFM file `load_scfm` reads; a training
+    container's EMA) or a new model of `config` (default: the paper's 256 px model)."""
     if init is not None:
-        ema = load_scfm(init)  # the loader node's path: a file that does not build is named in the error
-        return copy.deepcopy(ema), ema, None
-    model = SCFMUNet(config or SCFMConfig())
-    return model, copy.deepcopy(model), None
-
-
-def train(data: TrainingPairs, out_path: str | os.PathLike, *, settings: TrainSettings | None = None,
-          init: str | None = None, config: SCFMConfig | None = None, device: torch.device | str = "cpu",
-          vgg: VGG19Features | None = None, log: Callable[[int, dict[str, float]], None] | None = None) -> Path:
-    """Train until `settings.steps` total steps; resumes from `out_path` when it exists. Returns `out_path`.
-
-    `vgg` (`load_vgg19`) is required unless `settings.lambda_correctness` is 0.
-    """
-    settings = (settings or TrainSettings()).resolved()
-    if settings.lambda_correctness and vgg is None:
-        raise ValueError("SCFM's objective includes GFLA's sampling-correctness loss on ImageNet VGG19 features: give "
-                         "the torchvision VGG19 weights file (vgg19-dcbb9e9d.pth), or set lambda_correctness to 0 to "
-                         "train without it (not the paper's objective).")
-    out = Path(out_path)
-    model, ema, state = _initial_model(out, init, config)
-    model.to(device).train()
-    ema.to(device).eval().requires_grad_(False)
-    if vgg is not None:
-        vgg.to(device).eval()
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    start = 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-    generator = torch.Generator().manual_seed(settings.seed + start)
-    order = random.Random(settings.seed + start)
-    terms = DiffusionTerms()
-    size = model.config.image_size
-    for step in range(start + 1, settings.steps + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(settings, step)
-        # sampling indices draws exactly what sampling the pairs themselves did (random.sample picks by index)
-        picks = order.sample(range(len(data)), min(settings.batch_pairs, len(data)))
-        batch = [t.to(device) for t in data.batch(picks, size, settings.fit_mode)]
-        losses = training_step(model, terms, *batch, generator, settings.image_dropout, vgg,
-                               settings.lambda_correctness, settings.lambda_regularisation)
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-        optimizer.step()
-        _update_ema(ema, model, 0.0 if step < settings.warmup else settings.ema_decay)
-        if log is not None:
-            log(step, {k: float(v.detach()) for k, v in losses.items()})
-        if step % settings.save_every == 0 or step == settings.steps:
-            _save(out, model, ema, optimizer, step)
-            logger.info("SCFM training: step %d saved to %s", step, out)
-    return out
-
-
-@torch.no_grad()
-def _update_ema(ema: SCFMUNet, model: SCFMUNet, decay: float) -> None:
-    for average, current in zip(ema.parameters(), model.parameters()):
-        average.mul_(decay).add_(current.detach(), alpha=1 - decay)
-    # The original averages parameters only; buffers (MSFF BatchNorm statistics) follow the trained model.
-    for average, current in zip(ema.buffers(), model.buffers()):
-        average.copy_(current)
+        return load_scfm(init)
+    return SCFMUNet(config or SCFMConfig())

@@ -1,5 +1,6 @@
-"""SCFM training: the objective's formulas, and a few-step resumable run on a tiny synthetic dataset."""
-import argparse
+"""SCFM training: the objective's formulas, the original's schedule on the shared loop, and few-step runs on a tiny
+synthetic dataset (resumable, bf16). Data-parallel runs: tests/models/test_training_distributed.py; the command
+line and the loader node: tests/nodes/test_scfm_train_nodes.py."""
 import json
 import math
 
@@ -7,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
-from posetransfer.cli import scfm as scfm_cli
+from posetransfer.cli.scfm_data import PairFolder, find_pairs
 from posetransfer.models.scfm.checkpoint import load_scfm
 from posetransfer.models.scfm.losses import DiffusionTerms, diffusion_loss
-from posetransfer.cli.scfm_data import PairFolder, find_pairs
-from posetransfer.models.scfm.train import TrainSettings, learning_rate, train
+from posetransfer.models.scfm.train import SCFMObjective, initial_model, loop_settings
 from posetransfer.models.scfm.vgg import load_vgg19
+from posetransfer.models.training import TrainingSetupError, learning_rate, make_accelerator, train_loop
 
 from .test_scfm_flow_losses import tiny_vgg_state
 
@@ -66,69 +68,94 @@ def test_data_errors_name_the_problem(tmp_path):
 
 
 def test_default_schedule_reaches_its_rate_and_averages_over_the_run():
-    short = TrainSettings(steps=1000).resolved()
-    assert (short.warmup, short.ema_decay) == (50, pytest.approx(0.99))
+    short = loop_settings(steps=1000)
+    assert (short.warmup, short.ema_decay, short.ema_start) == (50, pytest.approx(0.99), 50)
+    assert (short.lr, short.weight_decay, short.max_grad_norm) == (2e-5, 0.0, 1.0)  # Adam, clipped to 1
     assert learning_rate(short, 1) == pytest.approx(2e-5 * (0.04 + 0.96 / 50))
     assert learning_rate(short, 50) == learning_rate(short, 1000) == pytest.approx(2e-5)
-    full = TrainSettings(steps=2_400_000).resolved()  # the original's run: its own constants
+    full = loop_settings(steps=2_400_000)  # the original's run: its own constants
     assert (full.warmup, full.ema_decay) == (5000, 0.9999)
-    assert TrainSettings(steps=1000, warmup=7, ema_decay=0.5).resolved().warmup == 7
+    assert loop_settings(steps=1000, warmup=7, ema_decay=0.5, batch_size=3).warmup == 7
 
 
-def test_vgg_is_required_unless_the_correctness_loss_is_off(tmp_path, tiny_config):
-    _dataset(tmp_path / "data")
+def test_vgg_is_required_unless_the_correctness_loss_is_off(tiny_config):
     with pytest.raises(ValueError, match="VGG19"):
-        train(tmp_path / "data", tmp_path / "o.pt", settings=TrainSettings(steps=1), config=tiny_config)
+        SCFMObjective(initial_model(config=tiny_config))
+    assert SCFMObjective(initial_model(config=tiny_config), lambda_correctness=0.0).vgg is None
 
 
-def test_few_steps_train_resume_and_load(tmp_path, tiny_config):
+@pytest.fixture
+def pairs(tmp_path, tiny_config):
     _dataset(tmp_path / "data")
     Image.new("RGB", (8, 8)).save(tmp_path / "data" / "person0" / "0_pose.png")  # the `pose` command's render: no photo
-    assert len(find_pairs(tmp_path / "data")) == 4
+    return PairFolder(tmp_path / "data", tiny_config.image_size)
+
+
+@pytest.fixture
+def vgg(tmp_path):
     torch.save(tiny_vgg_state(), tmp_path / "vgg19.pth")
-    vgg = load_vgg19(tmp_path / "vgg19.pth")
-    out = tmp_path / "scfm_last.pt"
+    return load_vgg19(tmp_path / "vgg19.pth")
+
+
+def test_few_steps_train_resume_and_load(tmp_path, tiny_config, pairs, vgg):
+    assert len(pairs) == 4
+    item = pairs[1]
+    assert item.first.shape == item.second.shape == (3, 64, 64) and item.first_pose.shape == (20, 64, 64)
+    out = tmp_path / "run"
     seen = []
-    settings = TrainSettings(steps=2, batch_pairs=1, warmup=2, save_every=2)
-    train(PairFolder(tmp_path / "data"), out, settings=settings, config=tiny_config, vgg=vgg,
-          log=lambda step, l: seen.append((step, l)))
-    assert [step for step, _ in seen] == [1, 2] and all(math.isfinite(l["loss"]) for _, l in seen)
+    settings = loop_settings(steps=2, batch_size=1, warmup=3, save_every=2, sample_every=2)
+    train_loop(SCFMObjective(initial_model(config=tiny_config), vgg, sample_steps=2), pairs, settings, out,
+               name="scfm", log=lambda step, values: seen.append((step, values)))
+    assert [step for step, _ in seen] == [1, 2] and all(math.isfinite(v["loss"]) for _, v in seen)
     parts = seen[0][1]
     assert {"mse", "vb", "diffusion", "correctness", "regularisation"} <= set(parts)
     assert parts["loss"] == pytest.approx(parts["diffusion"] + parts["correctness"] + 0.0025 * parts["regularisation"],
                                           rel=1e-5)
-    first = torch.load(out, weights_only=True)
-    assert int(first["step"]) == 2 and first["optimizer"]["state"]
-    # Resume: only step 3 runs; the optimizer state and weights continue from the file.
-    train(PairFolder(tmp_path / "data"), out, settings=TrainSettings(steps=3, batch_pairs=1, warmup=2, save_every=10,
-                                                                     lambda_correctness=0.0),
-          log=lambda step, l: seen.append((step, l)))
+    assert parts["lr"] == pytest.approx(2e-5 * (0.04 + 0.96 / 3))
+    # [source | target pose | generated | target] for the 4 first pairs
+    assert Image.open(out / "samples" / "step0000002.png").size == (4 * 64, 4 * 64)
+    first = load_file(out / "state" / "model.safetensors")
+    # During the warm-up the EMA is a plain copy of the weights (the original's accumulate(..., 0)).
+    published = load_file(out / "scfm.safetensors")
+    assert all(torch.equal(published[k], first["model." + k]) for k in published)
+    # Resume: only step 3 runs, from the saved weights and optimizer state; from the warm-up's last step on
+    # the EMA averages.
+    train_loop(SCFMObjective(initial_model(config=tiny_config), vgg), pairs, loop_settings(
+        steps=3, batch_size=1, warmup=3, ema_decay=0.5, save_every=10), out, name="scfm",
+        log=lambda step, values: seen.append((step, values)))
     assert [step for step, _ in seen] == [1, 2, 3]
-    second = torch.load(out, weights_only=True)
-    assert int(second["step"]) == 3
-    changed = [k for k in first["model"] if not torch.equal(first["model"][k], second["model"][k])]
-    assert changed  # step 3 updated the weights
-    model = load_scfm(out)  # the "ema" entry, through the pack's reader
+    second = load_file(out / "state" / "model.safetensors")
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # step 3 updated the weights
+    model = load_scfm(out / "scfm.safetensors")  # through the pack's reader
     assert model.config == tiny_config
-    assert all(torch.equal(v, second["ema"][k]) for k, v in model.state_dict().items())
+    for key, value in model.state_dict().items():
+        if value.is_floating_point() and key in dict(model.named_parameters()):
+            assert torch.allclose(value, 0.5 * first["model." + key] + 0.5 * second["model." + key], atol=1e-7)
 
 
-def test_cli_registers_scfm_train(tmp_path, tiny_config):
-    parser = argparse.ArgumentParser()
-    scfm_cli.register(parser.add_subparsers())
-    config = tmp_path / "tiny.json"
-    config.write_text(json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in vars(tiny_config).items()}))
-    _dataset(tmp_path / "data")
-    args = parser.parse_args(["scfm-train", str(tmp_path / "data"), "--out", str(tmp_path / "o.pt"), "--config",
-                              str(config), "--steps", "1", "--batch-pairs", "1", "--device", "cpu"])
-    with pytest.raises(ValueError, match="--vgg PATH"):
-        args.func(args)
-    torch.save(tiny_vgg_state(), tmp_path / "vgg19.pth")
-    args = parser.parse_args(["scfm-train", str(tmp_path / "data"), "--out", str(tmp_path / "o.pt"), "--config",
-                              str(config), "--steps", "1", "--batch-pairs", "1", "--device", "cpu",
-                              "--vgg", str(tmp_path / "vgg19.pth")])
-    assert args.func(args) == 0
-    assert load_scfm(tmp_path / "o.pt").config == tiny_config
+def test_one_bf16_step_on_the_cpu(tmp_path, tiny_config, pairs, vgg):
+    settings = loop_settings(steps=1, batch_size=1, warmup=0, mixed_precision="bf16")
+    model = initial_model(config=tiny_config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    train_loop(SCFMObjective(model, vgg), pairs, settings, tmp_path / "bf16", name="scfm",
+               accelerator=make_accelerator(settings, cpu=True), log=lambda step, values: seen.append(values))
+    assert math.isfinite(seen[0]["loss"])
+    written = load_file(tmp_path / "bf16" / "scfm.safetensors")
+    assert all(v.dtype == torch.float32 for v in written.values() if v.is_floating_point())  # float32 master weights
+    assert any(not torch.equal(before[k], written[k]) for k in written if written[k].is_floating_point())
+
+
+def test_fp16_needs_a_gpu():
+    with pytest.raises(TrainingSetupError, match="bf16"):
+        make_accelerator(loop_settings(steps=1, mixed_precision="fp16"), cpu=True)
+
+
+def test_output_folder_must_not_be_a_file(tmp_path, tiny_config, pairs):
+    (tmp_path / "scfm_last.pt").write_bytes(b"an old checkpoint")
+    with pytest.raises(TrainingSetupError, match="--init"):
+        train_loop(SCFMObjective(initial_model(config=tiny_config), lambda_correctness=0.0), pairs,
+                   loop_settings(steps=1), tmp_path / "scfm_last.pt")
 
 
 @pytest.mark.parametrize("damage", ["missing_key", "misshaped_key", "other_family"])
@@ -148,6 +175,5 @@ def test_init_file_that_does_not_build_names_the_file(tmp_path, tiny_model, dama
     init = tmp_path / "near_miss.safetensors"
     save_file(weights, str(init))
     with pytest.raises(CheckpointError, match=r"near_miss\.safetensors") as error:
-        train(tmp_path / "data", tmp_path / "o.pt", settings=TrainSettings(steps=1, lambda_correctness=0.0), init=str(init))
+        initial_model(str(init))
     assert "SCFM" in str(error.value)
-    assert not (tmp_path / "o.pt").exists()
