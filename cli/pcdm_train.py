@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 
@@ -21,8 +22,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-root",
                         help="image root of the original layout (train_data.json entries are relative to it)")
     parser.add_argument("--coarse", help="stage 3: folder of stage-2 results named '{source}_to_{target}.png'")
-    parser.add_argument("--init", required=True, help="checkpoint to start from: an original PCDMs file "
-                                                      "(PCDMs_ckpt.pt, s2_512.pt, s1_512.pt, s3_512.pt...) or ours")
+    parser.add_argument("--init", required=True,
+                        help="checkpoint to start from: an original PCDMs file (PCDMs_ckpt.pt, s2_512.pt, s1_512.pt, "
+                             "s3_512.pt...) or ours; for stage 2 also a diffusers UNet folder (config.json + "
+                             "diffusion_pytorch_model.safetensors, or a stable-diffusion-2-1-base download with "
+                             "unet/): a new full stage 2 from it, as the original script starts (needs --clip)")
     parser.add_argument("--vae", help="SD 2.1 VAE file (stages 2, 3)")
     parser.add_argument("--dino", help="DINOv2-giant file (stages 2, 3)")
     parser.add_argument("--clip", help="CLIP ViT-H/14 vision file with projection (stage 1; full stage-2 model)")
@@ -68,10 +72,15 @@ def build_objective(stage: int, init: str, *, vae: str | None = None, dino: str 
     dino_model = load_dinov2(need(dino, "DINOv2-giant", "--dino")).to(frozen)
     if stage == 2:
         from ..models.encoders import load_clip_vision
-        from ..models.pcdm.stages import load_pcdm_checkpoint
+        from ..models.pcdm.stages import load_pcdm_checkpoint, new_stage2_from_unet
 
-        model = load_pcdm_checkpoint(init, dtype=torch.float32)
-        clip_model = load_clip_vision(clip).to(frozen) if (model.is_full and clip) else None
+        if os.path.isdir(init):  # SD2.1-base's UNet, as run_stage2.sh starts
+            clip_model = load_clip_vision(need(clip, "CLIP ViT-H/14 (a new full model)", "--clip")).to(frozen)
+            model = new_stage2_from_unet(init, image_dim=dino_model.config.hidden_size,
+                                         embed_dim=clip_model.config.projection_dim)
+        else:
+            model = load_pcdm_checkpoint(init, dtype=torch.float32)
+            clip_model = load_clip_vision(clip).to(frozen) if (model.is_full and clip) else None
         return objectives.Stage2Objective(model, vae_model, dino_model, clip_model, noise_offset=noise_offset)
     from ..models.pcdm.stages import load_refiner
 

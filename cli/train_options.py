@@ -23,7 +23,7 @@ def add_loop_options(parser: argparse.ArgumentParser, *, default_name: str, batc
     parser.add_argument("--out", required=True, help="output folder (weights, state for resuming, loss.jsonl, samples)")
     parser.add_argument("--name", help=f"weights file name; default {default_name}")
     parser.add_argument("--steps", type=int, default=1000, help="total optimizer steps to reach; default %(default)s")
-    parser.add_argument(batch_flag, type=int, default=batch_default, dest="batch",
+    parser.add_argument(batch_flag, type=int, default=batch_default, dest="batch", metavar="N",
                         help=f"{batch_help}, per process; default %(default)s")
     parser.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps; default %(default)s")
     parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",

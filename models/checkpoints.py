@@ -122,6 +122,26 @@ def read_checkpoint(path: str | os.PathLike, expect: Kind | Iterable[Kind] | Non
     return checkpoint
 
 
+# A diffusers model folder's weights, best first (`save_pretrained` writes the first; hub repos also hold the others).
+DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def diffusers_weights_file(folder: str | os.PathLike, subfolder: str) -> str:
+    """The weights file of a diffusers model folder (config.json + diffusion_pytorch_model.*), given that folder or
+    the pipeline folder holding it as `subfolder` (e.g. a stable-diffusion-2-1-base download and "unet").
+    `read_checkpoint` then reads it, and its config.json as the side config."""
+    root = os.fspath(folder)
+    for candidate in (os.path.join(root, subfolder), root):
+        for name in DIFFUSERS_WEIGHTS:
+            if os.path.isfile(os.path.join(candidate, name)):
+                return os.path.join(candidate, name)
+    if not os.path.isdir(root):
+        raise CheckpointError(f"Model folder not found: {root}")
+    raise CheckpointError(f"{root} is not a diffusers model folder: neither it nor its {subfolder}/ holds "
+                          f"{' or '.join(DIFFUSERS_WEIGHTS)} (with config.json). Give the folder that does, e.g. the "
+                          f"{subfolder}/ folder of the downloaded pipeline.")
+
+
 def require_kind(checkpoint: Checkpoint, expect: Kind | Iterable[Kind]) -> None:
     expected = {expect} if isinstance(expect, Kind) else set(expect)
     if checkpoint.kind in expected:

@@ -7,14 +7,21 @@ import torch
 from torch import nn
 
 
-def build_pose_proj(state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
-    """diffusers `ControlNetConditioningEmbedding` with widths read from `state_dict` (prefix `pose_proj.` stripped).
+POSE_PROJ_WIDTHS = (16, 32, 96, 256)  # the released pose_proj's (stage2_train_inpaint_model.py)
 
-    Released: conditioning 3 ch -> (16, 32, 96, 256) -> 320, three stride-2 convs (/8, one latent cell per
-    8x8 pixels). Input: pose canvas (B, 3, H, W) in [-1, 1]; output (B, 320, H/8, W/8).
-    """
+
+def new_pose_proj(out_channels: int, widths: tuple[int, ...] = POSE_PROJ_WIDTHS, in_channels: int = 3) -> nn.Module:
+    """diffusers `ControlNetConditioningEmbedding`: pose canvas (B, 3, H, W) in [-1, 1] -> (B, out, H/8, W/8) (three
+    stride-2 convs; one latent cell per 8x8 pixels). New ones start with a zero output conv (diffusers' init)."""
     from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedding
 
+    return ControlNetConditioningEmbedding(conditioning_embedding_channels=out_channels,
+                                           conditioning_channels=in_channels, block_out_channels=tuple(widths))
+
+
+def build_pose_proj(state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
+    """`new_pose_proj` with widths read from `state_dict` (prefix `pose_proj.` stripped). Released: conditioning
+    3 ch -> (16, 32, 96, 256) -> 320."""
     try:
         conv_in = state_dict["conv_in.weight"]
         conv_out = state_dict["conv_out.weight"]
@@ -23,9 +30,7 @@ def build_pose_proj(state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
         widths = [int(conv_in.shape[0])] + [int(state_dict[f"blocks.{i}.weight"].shape[0]) for i in range(1, n_blocks, 2)]
     except KeyError as err:
         raise ValueError(f"not a ControlNetConditioningEmbedding (pose_proj) state dict: missing {err.args[0]!r}") from None
-    return ControlNetConditioningEmbedding(conditioning_embedding_channels=int(conv_out.shape[0]),
-                                           conditioning_channels=int(conv_in.shape[1]),
-                                           block_out_channels=tuple(widths))
+    return new_pose_proj(int(conv_out.shape[0]), tuple(widths), int(conv_in.shape[1]))
 
 
 class ImageProjection(nn.Module):

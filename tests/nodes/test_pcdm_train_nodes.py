@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from posetransfer.cli import pcdm_train
 from posetransfer.nodes import loaders, pcdm, pcdm_stages
 
-from ..models.pcdm.conftest import TINY_SIZE
+from ..models.pcdm.conftest import TINY_SIZE, TINY_UNET, randomise
 from ..models.pcdm.conftest import dino_file, full_file, simplified_file, vae_file  # noqa: F401  (fixtures)
 from .test_pcdm_stages_nodes import EMBED, PRIOR_ARGS, REFINE_ARGS, _image, _pose, handles, models_dir  # noqa: F401
 
@@ -67,13 +67,35 @@ def test_stage2_full_model_trains_and_generates(models_dir, people, tmp_path, mo
     original = torch.load(models_dir / "pcdms" / "s2_512.pt", weights_only=True)["module"]
     assert set(trained) == set(original) and _changed(original, trained)
     assert Image.open(tmp_path / "samples" / "step0000001.png").size == (4 * TINY_SIZE, 4 * TINY_SIZE)
-    handle = loaders.PCDMLoader.execute(ckpt_name="trained_s2.safetensors", precision="fp32").result[0]
+    _full_stage2_generates("trained_s2.safetensors")
+
+
+def _full_stage2_generates(name):
+    handle = loaders.PCDMLoader.execute(ckpt_name=name, precision="fp32").result[0]
     dino = loaders.DINOv2Loader.execute(clip_name="dinov2-giant.safetensors", precision="fp32").result[0]
     vae = loaders.VAELoader.execute(vae_name="sd21-base-vae.safetensors", precision="fp32").result[0]
     image = pcdm.PCDMInpaint.execute(handle, dino, vae, _image(1), steps=2, guidance=2.0, scheduler="unipc", seed=4,
                                      fit="pad", source_pose_keypoint=_pose(1), target_pose_keypoint=_pose(1, 3),
                                      target_embedding=torch.randn(1, EMBED), resolution=TINY_SIZE).result[0]
     assert image.shape[-1] == 3 and torch.isfinite(image).all()
+
+
+def test_stage2_starts_from_a_diffusers_unet_folder(models_dir, people, tmp_path, monkeypatch):  # noqa: F811
+    """As run_stage2.sh starts from stable-diffusion-2-1-base: its unet/ folder (config.json +
+    diffusion_pytorch_model.safetensors; here a tiny UNet saved by diffusers), conv_in widened, new heads."""
+    from diffusers import UNet2DConditionModel
+
+    base = randomise(UNet2DConditionModel(**{**TINY_UNET, "in_channels": 4}), 9)
+    base.save_pretrained(tmp_path / "sd21-base" / "unet")
+    monkeypatch.setenv("POSETRANSFER_MODELS_DIR", str(models_dir))
+    trained = _train(models_dir, tmp_path / "out", 2, tmp_path / "sd21-base", str(people[0]))
+    assert trained["unet.conv_in.weight"].shape == (32, 9, 3, 3)
+    assert {k.split(".")[0] for k in trained} == {"unet", "pose_proj", "image_proj_model_p"}
+    assert "unet.class_embedding.linear_1.weight" in trained
+    # The base weights were the start (one AdamW step at lr 1e-3 moves each by about 1e-3); conv_in's bias is kept.
+    kept = {k: v for k, v in base.state_dict().items() if k != "conv_in.weight"}
+    assert all(torch.allclose(trained["unet." + k], v, atol=2e-3) for k, v in kept.items())
+    _full_stage2_generates("trained_s2.safetensors")
 
 
 def test_stage2_simplified_model_writes_a_sample_sheet(models_dir, people, tmp_path, simplified_file):  # noqa: F811
