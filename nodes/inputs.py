@@ -6,7 +6,8 @@ workflows (tests/nodes/node_snapshot.json); the helpers take the id where nodes 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import asdict, dataclass
 from typing import Callable, ClassVar
 
 import torch
@@ -87,25 +88,44 @@ def cast_after(read: Callable[[str], torch.nn.Module]) -> ModelReader:
     return lambda path, dtype: read(path).to(dtype)
 
 
-class ModelLoader(io.ComfyNode):
-    """A loader node: its model-file widget (`FILE`) and the precision widget in, one model out. A loader declares
-    `FILE` and a `define_schema` that returns `loader_schema(...)`; `execute` is the same for all of them."""
+@dataclass(frozen=True)
+class NodeText:
+    """How a declared node is named and found in the node library: those fields of its `io.Schema`, same names."""
 
+    node_id: str
+    display_name: str
+    category: str
+    description: str
+    search_aliases: tuple[str, ...]
+
+    def fields(self) -> dict:
+        return {**asdict(self), "search_aliases": list(self.search_aliases)}
+
+
+class ModelLoader(io.ComfyNode):
+    """A loader node: its model-file widget (`FILE`) and the precision widget in, one model out (`OUTPUT`).
+
+    A loader only declares `TEXT`, `FILE`, `OUTPUT`, `ORIGINAL_PRECISION` (what the original code ran, named in the
+    precision tooltip) and `IS_EXPERIMENTAL`; the schema and `execute` are the same for all of them. The names stay
+    clear of the upper-case attributes core's `ComfyNode` defines itself (CATEGORY, EXPERIMENTAL, OUTPUT_NODE, ...)."""
+
+    TEXT: ClassVar[NodeText]
     FILE: ClassVar[ModelFileInput]
+    OUTPUT: ClassVar[io.Output]
+    ORIGINAL_PRECISION: ClassVar[str] = "fp16"
+    IS_EXPERIMENTAL: ClassVar[bool] = False
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        # A copy of OUTPUT: the schema is rebuilt on every call and core's finalize() sets output ids in place.
+        # The file widget is built anew too, so its list shows the files there now.
+        return make_schema(**cls.TEXT.fields(), is_experimental=cls.IS_EXPERIMENTAL, outputs=[copy.copy(cls.OUTPUT)],
+                           inputs=[cls.FILE.widget(), precision_input(cls.ORIGINAL_PRECISION)])
 
     @classmethod
     def execute(cls, precision: str = "auto", **file: str) -> io.NodeOutput:
         # ComfyUI passes the file widget under its own id (ckpt_name, clip_name, vae_name: frozen by workflows).
         return cls.FILE.load(file[cls.FILE.id], precision)
-
-
-def loader_schema(node_id: str, display_name: str, category: str, description: str, aliases: list[str],
-                  file: ModelFileInput, output: io.Output, original: str = "fp16", **fields) -> io.Schema:
-    """A `ModelLoader`'s schema: the model-file widget, the precision widget (`original`: what the original code
-    ran) and one model output; `fields` are further schema fields (e.g. is_experimental)."""
-    return make_schema(node_id=node_id, display_name=display_name, category=category, description=description,
-                       search_aliases=aliases, outputs=[output], **fields,
-                       inputs=[file.widget(), precision_input(original)])
 
 
 def seed_input(tooltip: str = SEED_TIP) -> io.Int.Input:

@@ -15,9 +15,9 @@ from ..models.pcdm.stages import load_prior, load_refiner
 from ..pose.conditions import POSE_CONVENTIONS, pose_coordinates
 from ..pose.formats import frames_from_pose_keypoint
 from .comfy_adapter import io, load_models, make_schema, progress_callback, to_output
-from .inputs import (PCDMS_CATEGORY, ClipVisionModel, Dinov2Model, ModelFileInput, ModelLoader, PcdmEmbedding,
-                     PcdmModel, PoseKeypoint, PriorModel, RefinerModel, SdVae, loader_schema, pcdm_sampling_inputs,
-                     seed_input, sequential_guidance_input, square_input)
+from .inputs import (PCDMS_CATEGORY, ClipVisionModel, Dinov2Model, ModelFileInput, ModelLoader, ModelReader,
+                     NodeText, PcdmEmbedding, PcdmModel, PoseKeypoint, PriorModel, RefinerModel, SdVae,
+                     pcdm_sampling_inputs, seed_input, sequential_guidance_input, square_input)
 from .pcdm import pose_input, run_inpaint
 
 PRIOR_CANVAS = 512  # the stage-1 script resized the source to 512 x 512 before CLIP's own 224 preprocessing
@@ -34,32 +34,30 @@ STAGE_FILES_HINT = ("Put the paper's stage files from the tencent-ailab/PCDMs RE
 
 
 # ------------------------------------------------------------------------------------------- loaders
-class PCDMPriorLoader(ModelLoader):
-    FILE = ModelFileInput("ckpt_name", "pcdms", "Stage-1 prior file in models/pcdms (DeepSpeed .pt as released, or "
-                          ".safetensors).", load_prior, hint=STAGE_FILES_HINT)
+def _stage_file(what: str, read: ModelReader) -> ModelFileInput:
+    """A paper stage file (`what`: which stage) from models/pcdms; read at the widget's dtype by its own reader,
+    which keeps some heads in float32 (so no `cast_after`)."""
+    return ModelFileInput("ckpt_name", "pcdms", f"{what} file in models/pcdms (DeepSpeed .pt as released, or "
+                          ".safetensors).", read, hint=STAGE_FILES_HINT)
 
-    @classmethod
-    def define_schema(cls):
-        return loader_schema(
-            "PoseTransferPCDMPriorLoader", "PoseTransfer PCDM Prior Loader", PCDMS_CATEGORY,
-            "Loads the PCDMs stage-1 prior (s1_512.pt / s1_256.pt, and the mislabeled s2_256.pt) from models/pcdms. "
-            "The kind is read from the weights, never from the file name.",
-            ["pcdms stage 1", "pose prior"], cls.FILE,
-            PriorModel.Output(display_name="prior", tooltip="The stage-1 prior transformer."),
-            original="fp32", is_experimental=True)
+
+class PCDMPriorLoader(ModelLoader):
+    TEXT = NodeText("PoseTransferPCDMPriorLoader", "PoseTransfer PCDM Prior Loader", PCDMS_CATEGORY,
+                    "Loads the PCDMs stage-1 prior (s1_512.pt / s1_256.pt, and the mislabeled s2_256.pt) from "
+                    "models/pcdms. The kind is read from the weights, never from the file name.",
+                    ("pcdms stage 1", "pose prior"))
+    FILE = _stage_file("Stage-1 prior", load_prior)
+    OUTPUT = PriorModel.Output(display_name="prior", tooltip="The stage-1 prior transformer.")
+    ORIGINAL_PRECISION = "fp32"
+    IS_EXPERIMENTAL = True
 
 
 class PCDMRefinerLoader(ModelLoader):
-    FILE = ModelFileInput("ckpt_name", "pcdms", "Stage-3 file in models/pcdms (DeepSpeed .pt as released, or "
-                          ".safetensors).", load_refiner, hint=STAGE_FILES_HINT)
-
-    @classmethod
-    def define_schema(cls):
-        return loader_schema(
-            "PoseTransferPCDMRefinerLoader", "PoseTransfer PCDM Refiner Loader", PCDMS_CATEGORY,
-            "Loads a PCDMs stage-3 refinement model (s3_512.pt / s3_256.pt) from models/pcdms.",
-            ["pcdms stage 3", "refine model"], cls.FILE,
-            RefinerModel.Output(display_name="refiner", tooltip="The stage-3 UNet with its appearance projection."))
+    TEXT = NodeText("PoseTransferPCDMRefinerLoader", "PoseTransfer PCDM Refiner Loader", PCDMS_CATEGORY,
+                    "Loads a PCDMs stage-3 refinement model (s3_512.pt / s3_256.pt) from models/pcdms.",
+                    ("pcdms stage 3", "refine model"))
+    FILE = _stage_file("Stage-3", load_refiner)
+    OUTPUT = RefinerModel.Output(display_name="refiner", tooltip="The stage-3 UNet with its appearance projection.")
 
 
 # ------------------------------------------------------------------------------------------- glue

@@ -14,8 +14,8 @@ from ..models.scfm.checkpoint import load_scfm
 from ..pose.conditions import scfm_body_points, scfm_pose_maps
 from ..pose.formats import frames_from_pose_keypoint
 from .comfy_adapter import io, load_models, make_schema, progress_callback, to_output
-from .inputs import (CHUNK_TIP, SCFM_CATEGORY, ModelFileInput, ModelLoader, PoseKeypoint, ScfmModel, cast_after,
-                     fit_input, loader_schema, seed_input)
+from .inputs import (CHUNK_TIP, SCFM_CATEGORY, ModelFileInput, ModelLoader, NodeText, PoseKeypoint, ScfmModel,
+                     cast_after, fit_input, seed_input)
 
 SCFM_HINT = ("No SCFM weights were ever published: train with the original repository (zylwithxy/SCFM-guided-DDPM, "
              "checkpoints/<exp>/last.pt) or with `python <pack> scfm-train`, and put the file in models/scfm.")
@@ -56,19 +56,16 @@ def _common_inputs() -> list:
 
 
 class SCFMLoader(ModelLoader):
+    TEXT = NodeText("PoseTransferSCFMLoader", "PoseTransfer SCFM Loader", SCFM_CATEGORY,
+                    "Loads an SCFM model: the original training file (last.pt / Epoch{n}.pt, read without running its "
+                    "pickled config), its ema/model weights, or a .safetensors conversion.",
+                    ("scfm", "flow guided diffusion", "pose transfer model"))
     FILE = ModelFileInput("ckpt_name", "scfm", "File in models/scfm (the original's last.pt, or .safetensors).",
                           cast_after(load_scfm), hint=SCFM_HINT)
-
-    @classmethod
-    def define_schema(cls):
-        return loader_schema(
-            "PoseTransferSCFMLoader", "PoseTransfer SCFM Loader", SCFM_CATEGORY,
-            "Loads an SCFM model: the original training file (last.pt / Epoch{n}.pt, read without running its pickled "
-            "config), its ema/model weights, or a .safetensors conversion.",
-            ["scfm", "flow guided diffusion", "pose transfer model"], cls.FILE,
-            ScfmModel.Output(display_name="scfm_model",
-                             tooltip="Denoiser, source encoder, flow net and MSFF in one model."),
-            original="fp32", is_experimental=True)
+    OUTPUT = ScfmModel.Output(display_name="scfm_model",
+                              tooltip="Denoiser, source encoder, flow net and MSFF in one model.")
+    ORIGINAL_PRECISION = "fp32"
+    IS_EXPERIMENTAL = True
 
 
 class SCFMWarp(io.ComfyNode):

@@ -42,6 +42,15 @@ def test_inpaint_widget_order_is_frozen():
                        "sequential_guidance"]
 
 
+def test_loader_schema_is_built_from_its_declarations(models_dir):
+    schema = loaders.PCDMLoader.define_schema()
+    assert [i.id for i in schema.inputs] == ["ckpt_name", "precision"]
+    assert "PCDMs_ckpt.pt" in schema.inputs[0].options  # the file list is read when the schema is built
+    assert schema.outputs[0] is not loaders.PCDMLoader.OUTPUT  # core's finalize() writes output ids in place
+    assert schema.search_aliases == ["pcdms", "pose transfer model", "person image diffusion"]
+    assert not schema.is_experimental and loaders.PCDMLoader.define_schema() is not schema
+
+
 def _load(models_dir):
     model = loaders.PCDMLoader.execute(ckpt_name="PCDMs_ckpt.pt", precision="fp32").result[0]
     dino = loaders.DINOv2Loader.execute(clip_name="dinov2-giant.safetensors", precision="auto").result[0]
