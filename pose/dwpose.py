@@ -286,9 +286,13 @@ class DWPose:
     # ---------------------------------------------------------------------------------- detection
     def _detector_input(self, image_rgb: np.ndarray) -> tuple[np.ndarray, float]:
         height, width = self.detector.input_hw
-        image = image_rgb[..., ::-1] if self.detector_channels == "BGR" else image_rgb
-        canvas, ratio = letterbox(image, height, width, LETTERBOX_FILL)
-        return np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32), ratio  # one pass, C-ordered
+        # The resize treats channels alike and the fill is grey, so BGR is flipped after it, within the float
+        # conversion (flipping the input first would make the resize copy a reversed view: ~10 ms at 1024 px).
+        canvas, ratio = letterbox(image_rgb, height, width, LETTERBOX_FILL)
+        planes = canvas.transpose(2, 0, 1)
+        if self.detector_channels == "BGR":
+            planes = planes[::-1]
+        return np.ascontiguousarray(planes, dtype=np.float32), ratio  # one pass, C-ordered
 
     def _boxes_from_output(self, raw: np.ndarray, ratio: float, image_hw: tuple[int, int]) -> np.ndarray:
         boxes, scores = decode_boxes(raw, self.detector.input_hw, ratio)

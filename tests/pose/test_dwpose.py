@@ -362,3 +362,19 @@ def test_io_binding_path_gives_the_same_outputs(models):
     bound = dw(_image())
     for a, b in zip(plain.people, bound.people):
         np.testing.assert_array_equal(a.body, b.body)
+
+
+@pytest.mark.parametrize("channels", ["BGR", "RGB"])
+def test_detector_input_is_the_letterbox_in_the_chosen_channel_order(channels):
+    """The BGR flip is applied after the resize (cheaper); the result equals letterboxing the flipped image."""
+    from types import SimpleNamespace
+
+    from posetransfer.pose.dwpose import DWPose
+    from posetransfer.pose.imageops import letterbox
+
+    image = np.random.default_rng(3).integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    model = DWPose(pose=None, detector=SimpleNamespace(input_hw=(64, 80)), detector_channels=channels)
+    fed, ratio = model._detector_input(image)
+    canvas, expected_ratio = letterbox(image[..., ::-1] if channels == "BGR" else image, 64, 80, 114)
+    np.testing.assert_array_equal(fed, canvas.transpose(2, 0, 1).astype(np.float32))
+    assert fed.flags.c_contiguous and fed.dtype == np.float32 and ratio == expected_ratio
