@@ -154,14 +154,13 @@ class _AuxStrokes:
     def __init__(self) -> None:
         self.limbs: list[tuple[np.ndarray, np.ndarray]] = []
         self.limb_colors: list[list[int]] = []
-        self.limb_ranks: list[int] = []
         self.joints: list[np.ndarray] = []
         self.joint_colors: list[tuple[int, int, int]] = []
         self.edges: list[np.ndarray] = []
         self.edge_colors: list[np.ndarray] = []
         self.dots: list[np.ndarray] = []
         self.face: list[np.ndarray] = []
-        self.ranks: dict[str, list[np.ndarray]] = {"joints": [], "edges": [], "dots": [], "face": []}
+        self.ranks: dict[str, list[np.ndarray]] = {"limbs": [], "joints": [], "edges": [], "dots": [], "face": []}
 
     def add_person(self, base: int, person: Person, body: bool, hands: bool, face: bool) -> None:
         points = person.body
@@ -170,7 +169,7 @@ class _AuxStrokes:
                 if _present(points, a - 1) and _present(points, b - 1):
                     self.limbs.append((points[[a - 1, b - 1], 0], points[[a - 1, b - 1], 1]))
                     self.limb_colors.append([int(float(c) * 0.6) for c in color])
-                    self.limb_ranks.append(base + _AUX_BODY + limb)
+                    self.ranks["limbs"].append(np.array([base + _AUX_BODY + limb]))
             joints = np.array([j for j in range(len(COLORS)) if _present(points, j)], dtype=np.int64)
             self.joints.append(points[joints, :2].astype(np.int64))
             self.joint_colors += [COLORS[j] for j in joints]
@@ -199,7 +198,7 @@ class _AuxStrokes:
             return joined(self.ranks[kind], 1).reshape(-1)
 
         painter.polygons(*_limb_ellipses(self.limbs, stick), np.array(self.limb_colors).reshape(-1, 3),
-                         ranks=np.array(self.limb_ranks, dtype=np.int64))
+                         ranks=ranks("limbs"))
         painter.discs(joined(self.joints, 2), 4, np.array(self.joint_colors).reshape(-1, 3), ranks=ranks("joints"))
         edges = joined(self.edges, 4)
         painter.lines(edges[:, :2], edges[:, 2:], joined(self.edge_colors, 3), 2, ranks=ranks("edges"))
