@@ -31,8 +31,19 @@ def anchor_grid(height: int, width: int, strides: tuple[int, ...] = STRIDES) -> 
     return grid
 
 
-def decode_boxes(raw: np.ndarray, input_hw: tuple[int, int], ratio: float) -> tuple[np.ndarray, np.ndarray]:
-    """(A,5+C) model rows -> (A,4) x1y1x2y2 boxes in source pixels and (A,C) scores (objectness x class).
+def person_rows(raw: np.ndarray, score_threshold: float = SCORE_THRESHOLD) -> np.ndarray:
+    """Indices of the (A,5+C) model rows whose person score (objectness x class 0, in float32 as `decode_boxes`
+    computes it) passes `score_threshold`: the only rows `select_person_boxes` can keep, so the only ones worth
+    decoding (a frame has a few dozen of 8400)."""
+    raw = np.asarray(raw, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        return np.flatnonzero(raw[:, 4] * raw[:, 5 + PERSON_CLASS] > np.float32(score_threshold))
+
+
+def decode_boxes(raw: np.ndarray, input_hw: tuple[int, int], ratio: float,
+                 rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(A,5+C) model rows -> (A,4) x1y1x2y2 boxes in source pixels and (A,C) scores (objectness x class);
+    with `rows`, only those rows (indices), each decoded exactly as in the whole.
 
     Decoded in float32 as the reference ports do: a float64 decode moves boxes by ~1e-5 px, enough to
     round a keypoint into a neighbouring SimCC bin downstream. Junk rows may overflow `exp` to infinity (or hold NaN):
@@ -43,6 +54,8 @@ def decode_boxes(raw: np.ndarray, input_hw: tuple[int, int], ratio: float) -> tu
     if len(cells) != len(raw):
         raise ValueError(f"detector returned {len(raw)} anchors; a {input_hw[0]}x{input_hw[1]} YOLOX input "
                          f"has {len(cells)} (strides {STRIDES})")
+    if rows is not None:
+        raw, cells, strides = raw[rows], cells[rows], strides[rows]
     with np.errstate(over="ignore", invalid="ignore"):
         centers = (raw[:, :2] + cells) * strides
         sizes = np.exp(raw[:, 2:4]) * strides

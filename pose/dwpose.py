@@ -18,7 +18,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import PoseTransferError
-from .detector import anchor_grid, decode_boxes, select_person_boxes, within_margin
+from . import native
+from .detector import anchor_grid, decode_boxes, person_rows, select_person_boxes, within_margin
 from .imageops import letterbox
 from .keypoints import PoseFrame, people_from_wholebody
 from .topdown import SIMCC_SPLIT_RATIO, Crop, crop_for_box, crop_input, decode_simcc, to_image_many
@@ -284,7 +285,9 @@ class DWPose:
     max_people: int = MAX_PEOPLE
 
     # ---------------------------------------------------------------------------------- detection
-    def _detector_input(self, image_rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    def _detector_input(self, image_rgb: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """The letterboxed frame as float32 (3,H,W) in the detector's channel order (into `out`, a slot of the
+        batch, when given) and the letterbox ratio."""
         height, width = self.detector.input_hw
         # The resize treats channels alike and the fill is grey, so BGR is flipped after it, within the float
         # conversion (flipping the input first would make the resize copy a reversed view: ~10 ms at 1024 px).
@@ -292,10 +295,12 @@ class DWPose:
         planes = canvas.transpose(2, 0, 1)
         if self.detector_channels == "BGR":
             planes = planes[::-1]
-        return np.ascontiguousarray(planes, dtype=np.float32), ratio  # one pass, C-ordered
+        out = np.empty((3, height, width), np.float32) if out is None else out
+        np.copyto(out, planes)  # one pass
+        return out, ratio
 
     def _boxes_from_output(self, raw: np.ndarray, ratio: float, image_hw: tuple[int, int]) -> np.ndarray:
-        boxes, scores = decode_boxes(raw, self.detector.input_hw, ratio)
+        boxes, scores = decode_boxes(raw, self.detector.input_hw, ratio, person_rows(raw))
         boxes, _ = select_person_boxes(boxes, scores, image_hw, limit=self.max_people + 1)  # one more: over the cap?
         if len(boxes) > self.max_people:
             log.warning("DWPose: more than %d people detected in one frame; keeping the %d best (limit max_people "
@@ -308,18 +313,19 @@ class DWPose:
         A dynamic-batch detector gets all frames in one call; a static one gets them one by one."""
         if self.detector is None:
             return [np.zeros((0, 4), dtype=np.float32) for _ in images_rgb]
-        prepared = [self._detector_input(image) for image in images_rgb]
-        if self.detector.batch is None and len(prepared) > 1:
-            raws = self.detector.run(np.stack([p[0] for p in prepared]))[0]
-        else:
-            raws = np.concatenate([self.detector.run(p[0][None])[0] for p in prepared])
         height, width = self.detector.input_hw
-        check_output(self.detector, "detector", raws, (len(prepared), len(anchor_grid(height, width)[0]),
+        batch = np.empty((len(images_rgb), 3, height, width), np.float32)
+        ratios = [self._detector_input(image, out=batch[i])[1] for i, image in enumerate(images_rgb)]
+        if self.detector.batch is None and len(batch) > 1:
+            raws = self.detector.run(batch)[0]
+        else:
+            raws = np.concatenate([self.detector.run(batch[i:i + 1])[0] for i in range(len(batch))])
+        check_output(self.detector, "detector", raws, (len(batch), len(anchor_grid(height, width)[0]),
                                                        5 + COCO_CLASSES))
         if not np.isfinite(raws).all():
             _warn_not_finite(self.detector, "detector", "the detections holding them are ignored")
         return [self._boxes_from_output(raw, ratio, image.shape[:2])
-                for raw, (_, ratio), image in zip(raws, prepared, images_rgb)]
+                for raw, ratio, image in zip(raws, ratios, images_rgb)]
 
     def detect_boxes(self, image_rgb: np.ndarray) -> np.ndarray:
         """uint8 RGB (H,W,3) -> (N,4) float32 person boxes x1y1x2y2 in image pixels, best first."""
@@ -336,11 +342,12 @@ class DWPose:
         step = min(MAX_CROPS_PER_CALL, len(crops)) if self.pose.batch is None else self.pose.batch
         xs, ys = [], []
         for start in range(0, len(crops), step):
-            chunk = np.stack([crop_input(images_rgb[frame], crop, input_w, input_h)
-                              for frame, crop in zip(owners[start:start + step], crops[start:start + step])])
-            count = len(chunk)
-            if self.pose.batch is not None and count < step:  # fixed batch > 1: pad with zeros, drop after
-                chunk = np.concatenate([chunk, np.zeros((step - count, *chunk.shape[1:]), np.float32)])
+            count = min(step, len(crops) - start)
+            # a fixed batch > 1 is padded with zeros (dropped after)
+            chunk = np.empty((step if self.pose.batch is not None else count, 3, input_h, input_w), np.float32)
+            chunk[count:] = 0
+            for slot, (frame, crop) in enumerate(zip(owners[start:start + count], crops[start:start + count])):
+                crop_input(images_rgb[frame], crop, input_w, input_h, out=chunk[slot])
             simcc_x, simcc_y = self.pose.run(chunk, ("simcc_x", "simcc_y"))[:2]
             for output, side in ((simcc_x, self.pose.input_hw[1]), (simcc_y, self.pose.input_hw[0])):
                 check_output(self.pose, "pose model", output,
@@ -464,6 +471,9 @@ def load_dwpose(pose_path: str, detector_path: str | None = None, provider: str 
             line += f" (no GPU provider: {cuda_diagnosis(available)})"
         log.info(line)
         model.log_lines.append(line)
+    line = f"DWPose resizing, crops and drawing: {native.kernels()}"
+    log.info(line)
+    model.log_lines.append(line)
     return model
 
 

@@ -127,8 +127,27 @@ def pose_keypoint_from_frames(frames: Sequence[PoseFrame], real_scores: bool = F
 
 def openpose_json(value: list[dict]) -> str:
     """The UI string comfyui_controlnet_aux's DWPose node returns (`ui={"openpose_json": [...]}`), which
-    pose editors read: the whole POSE_KEYPOINT list as JSON, indent 4."""
-    return json.dumps(value, indent=4)
+    pose editors read: the whole POSE_KEYPOINT list as JSON, indent 4, character for character
+    `json.dumps(value, indent=4)`."""
+    return _indented(value, "")
+
+
+def _indented(value: Any, indent: str) -> str:
+    """`json.dumps(value, indent=4)` at nesting `indent`. Indenting makes `json` fall back to its pure-Python
+    encoder (4 ms a frame of keypoints); lists of numbers, nearly all of the text, go through its C encoder
+    here and only get their line breaks added."""
+    inner = indent + "    "
+    if isinstance(value, dict) and value:
+        items = (f"{json.dumps(str(key))}: {_indented(item, inner)}" for key, item in value.items())
+        return "{\n" + inner + (",\n" + inner).join(items) + "\n" + indent + "}"
+    if isinstance(value, (list, tuple)) and value:
+        flat = None if isinstance(value[0], (dict, list, tuple, str)) else json.dumps(value)
+        if flat is None or '"' in flat or "{" in flat or "[" in flat[1:]:  # strings or containers: one by one
+            items = [_indented(item, inner) for item in value]
+        else:  # numbers, booleans and nulls hold no ", " of their own to split on
+            items = flat[1:-1].split(", ")
+        return "[\n" + inner + (",\n" + inner).join(items) + "\n" + indent + "]"
+    return json.dumps(value)
 
 
 # ----------------------------------------------------------------------------------------------- reading

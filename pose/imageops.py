@@ -14,12 +14,16 @@ which moves boxes by up to half a pixel and keypoints by a SimCC bin, so both ar
   "opencv4": OpenCV <= 4.10's fixed-point path: coordinates on a 1/1024 grid rounded to 1/32 pixel and
   15-bit bilinear weights from a 32 x 32 table. Constant border 0 in both. Only axis-aligned (rotation-free)
   maps are supported, which is what pose crops are.
+
+Where `cv2` is installed, both run as OpenCV's own calls instead (`native.py`): the same pixels, faster.
 """
 from __future__ import annotations
 
 from functools import lru_cache
 
 import numpy as np
+
+from .native import opencv
 
 WARP_REFERENCES = ("opencv5", "opencv4")
 WARP_REFERENCE = "opencv5"  # what `pip install opencv-python` gives today on x86 (5.1 with IPP)
@@ -48,6 +52,11 @@ def _resize_taps(dst: int, src: int, clamp_x: bool) -> tuple[np.ndarray, np.ndar
     return left, right, w0, w1
 
 
+def _native(image: np.ndarray):
+    """`cv2` when it is installed and takes this image (up to 4 channels), else None."""
+    return opencv() if image.ndim == 2 or image.shape[2] <= 4 else None
+
+
 def _flat_columns(columns: np.ndarray, channels: int) -> np.ndarray:
     """Pixel column indices -> element indices of a (rows, width*channels) view."""
     return (columns[:, None] * channels + np.arange(channels)).ravel()
@@ -57,6 +66,10 @@ def resize_linear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """`cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)` for uint8 (H,W[,C]), bit for bit."""
     if image.shape[:2] == (height, width):
         return image.copy()
+    cv2 = _native(image)
+    if cv2 is not None:
+        out = cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_LINEAR)
+        return out.reshape(height, width, *image.shape[2:])  # OpenCV drops a single channel's axis
     planar = image[..., None] if image.ndim == 2 else image
     src_h, src_w, channels = planar.shape
     x0, x1, a0, a1 = _resize_taps(width, src_w, clamp_x=True)
@@ -96,14 +109,39 @@ def letterbox(image: np.ndarray, height: int, width: int, fill: int = 114) -> tu
 
 
 def affine_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The 2x3 matrix mapping three `src` points onto three `dst` points (`cv2.getAffineTransform`, which
-    solves in float64 from float32 points)."""
-    src = np.asarray(src, dtype=np.float32).astype(np.float64)
-    dst = np.asarray(dst, dtype=np.float32).astype(np.float64)
-    system = np.zeros((6, 6))
-    system[0::2, 0:2], system[0::2, 2] = src, 1.0
-    system[1::2, 3:5], system[1::2, 5] = src, 1.0
-    return np.linalg.solve(system, dst.reshape(6)).reshape(2, 3)
+    """The 2x3 matrix mapping three `src` points onto three `dst` points: `cv2.getAffineTransform` bit for bit.
+
+    OpenCV solves its 6x6 system with its own small-matrix LU (`hal::LU64f`: partial pivoting, elimination
+    with the negated reciprocal of the pivot, back substitution by division), step for step here in float64.
+    A LAPACK solve differs in the last bits, and those matter: where they leave ~1e-17 off the diagonal of a
+    crop (most crops) OpenCV 5.x warps by another path."""
+    src = np.asarray(src, dtype=np.float32).astype(np.float64).reshape(3, 2)
+    dst = np.asarray(dst, dtype=np.float32).astype(np.float64).reshape(3, 2)
+    a = [[0.0] * 6 for _ in range(6)]
+    b = [0.0] * 6
+    for i in range(3):
+        x, y = float(src[i, 0]), float(src[i, 1])
+        a[2 * i][0:3] = [x, y, 1.0]
+        a[2 * i + 1][3:6] = [x, y, 1.0]
+        b[2 * i], b[2 * i + 1] = float(dst[i, 0]), float(dst[i, 1])
+    for i in range(6):
+        pivot = max(range(i, 6), key=lambda r: (abs(a[r][i]), -r))  # the first of equal magnitudes
+        if abs(a[pivot][i]) < np.finfo(np.float64).eps * 100:
+            return np.zeros((2, 3))  # OpenCV's answer for collinear points
+        a[i], a[pivot] = a[pivot], a[i]
+        b[i], b[pivot] = b[pivot], b[i]
+        d = -1.0 / a[i][i]
+        for j in range(i + 1, 6):
+            alpha = a[j][i] * d
+            for k in range(i + 1, 6):
+                a[j][k] += alpha * a[i][k]
+            b[j] += alpha * b[i]
+    for i in range(5, -1, -1):
+        s = b[i]
+        for k in range(i + 1, 6):
+            s -= a[i][k] * b[k]
+        b[i] = s / a[i][i]
+    return np.array(b).reshape(2, 3)
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
@@ -209,9 +247,9 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, height: int, width: int,
                 reference: str | None = None) -> np.ndarray:
     """`cv2.warpAffine(image, matrix, (width, height), flags=INTER_LINEAR)` (constant border 0) for uint8
     (H,W,C) and an axis-aligned 2x3 `matrix` (scale and shift; pose crops have rotation 0), bit for bit with
-    `reference` ("opencv5" or "opencv4"; default `WARP_REFERENCE`). Returns uint8 (height, width, C)."""
-    reference = reference or WARP_REFERENCE
-    if reference not in WARP_REFERENCES:
+    `reference` ("opencv5" or "opencv4"; default: the installed OpenCV's own call, else `WARP_REFERENCE`).
+    Returns uint8 (height, width, C)."""
+    if reference is not None and reference not in WARP_REFERENCES:
         raise ValueError(f"reference must be one of {WARP_REFERENCES}, got {reference!r}")
     matrix = np.array(matrix, dtype=np.float64)
     # getAffineTransform leaves ~1e-16 off the diagonal of a rotation-free crop; it could only matter for a
@@ -219,8 +257,13 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, height: int, width: int,
     tiny = 1e-12 * max(abs(matrix[0, 0]), abs(matrix[1, 1]), 1.0)
     if abs(matrix[0, 1]) > tiny or abs(matrix[1, 0]) > tiny or not np.isfinite(matrix).all():
         raise ValueError(f"warp_affine handles finite axis-aligned (rotation-free) matrices only, got {matrix.tolist()}")
+    cv2 = _native(image) if reference is None else None
+    if cv2 is not None:  # given the matrix as it is, as the peer gives it
+        out = cv2.warpAffine(np.ascontiguousarray(image), matrix, (width, height), flags=cv2.INTER_LINEAR)
+        return out.reshape(height, width, *image.shape[2:])
     matrix[0, 1] = matrix[1, 0] = 0.0
     inv = invert_affine(matrix)
     planar = image[..., None] if image.ndim == 2 else image
-    out = (_warp_opencv5 if reference == "opencv5" else _warp_opencv4)(planar, inv, height, width)
+    warp = _warp_opencv5 if (reference or WARP_REFERENCE) == "opencv5" else _warp_opencv4
+    out = warp(planar, inv, height, width)
     return out[..., 0] if image.ndim == 2 else out

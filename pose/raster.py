@@ -9,10 +9,12 @@ Canvases are uint8 arrays (H,W,C) or (H,W); colours are sequences of C numbers r
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from .native import opencv
 from .scanline import (XY_ONE, XY_SHIFT, clip_lines, convex_spans, disc_offsets, fixed_lines, int_lines,
                        segment_index, walk_spans)
 
@@ -27,6 +29,55 @@ def _color(canvas: np.ndarray, color: Sequence[float] | float) -> np.ndarray:
     channels = 1 if canvas.ndim == 2 else canvas.shape[2]
     values = np.resize(values, channels) if values.size < channels else values[:channels]
     return np.clip(np.rint(values), 0, 255).astype(canvas.dtype)
+
+
+@dataclass
+class _Strokes:
+    """Strokes of one kind added together: their geometry as the Painter method took it, ranks and colours."""
+
+    kind: str  # "polygons", "discs" or "lines"
+    geometry: tuple
+    ranks: np.ndarray
+    colors: np.ndarray  # (count, channels) in the canvas dtype
+
+
+# OpenCV takes coordinates as int; far beyond any canvas the numpy kernels (int64) handle them instead
+_OPENCV_COORDINATES = 1 << 30
+_OPENCV_THICKNESS = 32767  # cv::MAX_THICKNESS
+
+
+def _opencv_draws(canvas: np.ndarray, batches: list[_Strokes]) -> bool:
+    if canvas.dtype != np.uint8 or (canvas.ndim == 3 and canvas.shape[2] > 4):
+        return False
+    if any(batch.kind == "lines" and batch.geometry[2] > _OPENCV_THICKNESS for batch in batches):
+        return False
+    return all(np.abs(array).max(initial=0) < _OPENCV_COORDINATES
+               for batch in batches for array in batch.geometry[:2] if isinstance(array, np.ndarray))
+
+
+def _draw_opencv(cv2, canvas: np.ndarray, batches: list[_Strokes]) -> None:
+    """The strokes drawn with OpenCV's own calls, one by one in rank order."""
+    order = []
+    for batch in batches:
+        if batch.kind == "polygons":
+            points, counts, shift = batch.geometry
+            ends = np.cumsum(counts)
+            shapes = [points[end - count:end].astype(np.int32) for end, count in zip(ends, counts)]
+        elif batch.kind == "discs":
+            shapes = batch.geometry[0].tolist()
+        else:
+            shapes = np.concatenate(batch.geometry[:2], axis=1).tolist()
+        colors = batch.colors.tolist()
+        order += [(int(rank), batch, shape, color) for rank, shape, color in zip(batch.ranks, shapes, colors)]
+    order.sort(key=lambda stroke: stroke[0])
+    for _, batch, shape, color in order:
+        if batch.kind == "polygons":
+            cv2.fillConvexPoly(canvas, shape, color, 8, batch.geometry[2])
+        elif batch.kind == "discs":
+            if batch.geometry[1] >= 0:  # a negative radius draws nothing (OpenCV would refuse it)
+                cv2.circle(canvas, tuple(shape), batch.geometry[1], color, -1)
+        else:  # a thickness below 1 is a thin line, as in the numpy kernels
+            cv2.line(canvas, tuple(shape[:2]), tuple(shape[2:]), color, max(batch.geometry[2], 1))
 
 
 def ellipse_polys(centers: np.ndarray, axes: np.ndarray, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,20 +110,19 @@ def ellipse_poly(center: tuple[int, int], axes: tuple[int, int], angle: int) -> 
 
 
 class Painter:
-    """Strokes rasterised together and painted at once: where strokes overlap, the one drawn later wins,
-    exactly as drawing them one after another with OpenCV.
+    """Strokes gathered, then painted at once: where strokes overlap, the one drawn later wins, exactly as
+    drawing them one after another with OpenCV.
 
     Each stroke has a rank, its place in the drawing order: by default strokes rank in the order they are
     added; a caller that adds strokes of many kinds at once (all limbs of all people, then all joints, ...)
-    gives explicit `ranks` so that the painted result is that of the true order (person by person)."""
+    gives explicit `ranks` so that the painted result is that of the true order (person by person).
+    Where `cv2` is installed (`native.py`) the strokes are drawn with its own calls in rank order; otherwise
+    every stroke is rasterised in a few vectorised passes and the last one is kept per pixel."""
 
     def __init__(self, canvas: np.ndarray) -> None:
         self.canvas = canvas
         self.height, self.width = canvas.shape[:2]
-        self._flat: list[np.ndarray] = []  # pixel indices into the flattened canvas
-        self._ranks: list[np.ndarray] = []  # the rank of each of those pixels' stroke
-        self._stroke_ranks: list[np.ndarray] = []
-        self._colors: list[np.ndarray] = []
+        self._batches: list[_Strokes] = []
         self._next_rank = 0
 
     def _colors_for(self, colors: np.ndarray | Sequence[float] | float, count: int) -> np.ndarray:
@@ -84,49 +134,54 @@ class Painter:
             return np.clip(np.rint(values[:, :channels]), 0, 255).astype(self.canvas.dtype)
         return np.stack([_color(self.canvas, c) for c in values]).reshape(-1, channels)
 
-    def _add(self, flat: np.ndarray, owner: np.ndarray, count: int, colors, ranks: np.ndarray | None) -> None:
-        """Pixels (flat indices) of `count` new strokes, `owner` = which of them each pixel belongs to."""
+    def _add(self, kind: str, geometry: tuple, count: int, colors, ranks: np.ndarray | None) -> None:
         ranks = np.arange(self._next_rank, self._next_rank + count) if ranks is None \
             else np.asarray(ranks, dtype=np.int64).reshape(count)
         if count:
             self._next_rank = max(self._next_rank, int(ranks.max()) + 1)
-        self._flat.append(flat)
-        self._ranks.append(ranks[owner])
-        self._stroke_ranks.append(ranks)
-        self._colors.append(self._colors_for(colors, count))
+            self._batches.append(_Strokes(kind, geometry, ranks, self._colors_for(colors, count)))
 
     def polygons(self, points: np.ndarray, counts: np.ndarray, colors, shift: int = 0,
                  ranks: np.ndarray | None = None) -> None:
         """`cv2.fillConvexPoly` for each polygon: (M,2) integer vertices laid end to end (on a 1/2**shift
         grid), `counts` per polygon: the 8-connected outline, then the scanline fill."""
         counts = np.asarray(counts, dtype=np.int64).reshape(-1)
-        self._add(*self._polygon_pixels(np.asarray(points, dtype=np.int64).reshape(-1, 2), counts, shift),
-                  len(counts), colors, ranks)
+        points = np.asarray(points, dtype=np.int64).reshape(-1, 2)
+        self._add("polygons", (points, counts, shift), len(counts), colors, ranks)
 
     def discs(self, centers: np.ndarray, radius: int, colors, ranks: np.ndarray | None = None) -> None:
         """`cv2.circle(canvas, c, radius, colour, -1)` for each (N,2) integer centre."""
         centers = np.asarray(centers, dtype=np.int64).reshape(-1, 2)
-        self._add(*self._disc_pixels(centers, radius), len(centers), colors, ranks)
+        self._add("discs", (centers, int(radius)), len(centers), colors, ranks)
 
     def lines(self, starts: np.ndarray, ends: np.ndarray, colors, thickness: int = 1,
               ranks: np.ndarray | None = None) -> None:
         """`cv2.line(canvas, p, q, colour, thickness)` (8-connected) for each pair of (N,2) integer points."""
         starts = np.asarray(starts, dtype=np.int64).reshape(-1, 2)
         ends = np.asarray(ends, dtype=np.int64).reshape(-1, 2)
-        if thickness <= 1:
-            ys, xs, owner = int_lines(self.width, self.height, starts, ends)
-            pixels = ys * self.width + xs, owner
-        else:
-            pixels = self._thick_line_pixels(starts, ends, thickness)
-        self._add(*pixels, len(starts), colors, ranks)
+        self._add("lines", (starts, ends, int(thickness)), len(starts), colors, ranks)
 
     def paint(self) -> np.ndarray:
         """Paint every stroke added so far onto the canvas (and forget them); returns the canvas."""
-        if not self._flat:
+        batches, self._batches = self._batches, []
+        if not batches:
             return self.canvas
-        flat, ranks = np.concatenate(self._flat), np.concatenate(self._ranks)
-        stroke_ranks, colors = np.concatenate(self._stroke_ranks), np.concatenate(self._colors)
-        self._flat, self._ranks, self._stroke_ranks, self._colors = [], [], [], []
+        target = self.canvas if self.canvas.flags.c_contiguous else np.ascontiguousarray(self.canvas)
+        cv2 = opencv() if _opencv_draws(target, batches) else None
+        if cv2 is not None:
+            _draw_opencv(cv2, target, batches)
+        else:
+            self._rasterise(target, batches)
+        if target is not self.canvas:
+            self.canvas[...] = target
+        return self.canvas
+
+    def _rasterise(self, target: np.ndarray, batches: list[_Strokes]) -> None:
+        pixels = [self._pixels(batch) for batch in batches]
+        flat = np.concatenate([p[0] for p in pixels])
+        ranks = np.concatenate([batch.ranks[owner] for batch, (_, owner) in zip(batches, pixels)])
+        stroke_ranks = np.concatenate([batch.ranks for batch in batches])
+        colors = np.concatenate([batch.colors for batch in batches])
         # per pixel the last stroke that covers it (np.maximum.at is defined for repeated indices, unlike a
         # plain fancy assignment)
         winner = np.full(self.height * self.width, -1, dtype=np.int32)
@@ -135,13 +190,20 @@ class Painter:
         winners = winner[painted]
         by_rank = np.zeros((self._next_rank, colors.shape[1]), dtype=colors.dtype)
         by_rank[stroke_ranks] = colors
-        target = self.canvas if self.canvas.flags.c_contiguous else np.ascontiguousarray(self.canvas)
         channels = target.reshape(-1)  # written one channel at a time: 1-D gathers and writes of single
         for channel in range(by_rank.shape[1]):  # elements are much cheaper than of 3-byte rows
             channels[painted * by_rank.shape[1] + channel] = by_rank[:, channel][winners]
-        if target is not self.canvas:
-            self.canvas[...] = target
-        return self.canvas
+
+    def _pixels(self, batch: _Strokes) -> tuple[np.ndarray, np.ndarray]:
+        if batch.kind == "polygons":
+            return self._polygon_pixels(*batch.geometry)
+        if batch.kind == "discs":
+            return self._disc_pixels(*batch.geometry)
+        starts, ends, thickness = batch.geometry
+        if thickness <= 1:
+            ys, xs, owner = int_lines(self.width, self.height, starts, ends)
+            return ys * self.width + xs, owner
+        return self._thick_line_pixels(starts, ends, thickness)
 
     # ------------------------------------------------------------------------------------------ kernels
     # Each returns (flat pixel indices on the canvas, index of the stroke each belongs to).

@@ -159,7 +159,9 @@ def test_provider_fallback_is_reported_from_the_session(models, monkeypatch):
     monkeypatch.setattr(dwpose_module, "_onnxruntime", lambda: FakeOrt)
     dw = load_dwpose(models["pose1"], models["det"], provider="auto")
     assert dw.pose.providers == ["CPUExecutionProvider"]
-    assert all("asked for CUDAExecutionProvider" in line for line in dw.log_lines) and len(dw.log_lines) == 2
+    model_lines = dw.log_lines[:2]  # then the kernels line (pose/native.py)
+    assert all("asked for CUDAExecutionProvider" in line for line in model_lines) and len(dw.log_lines) == 3
+    assert dw.log_lines[2] == "DWPose resizing, crops and drawing: numpy (OpenCV-exact)"
 
 
 def test_missing_onnxruntime_names_the_package(monkeypatch):

@@ -116,3 +116,39 @@ def test_crop_input_normalises_exactly_like_the_reference_arithmetic():
     patch = warp_affine(image, topdown.crop_matrix(crop, 288, 384), 384, 288)
     expected = ((patch - topdown.MEAN) / topdown.STD).astype(np.float32)  # the peer's float64 arithmetic
     np.testing.assert_array_equal(topdown.crop_input(image, crop, 288, 384), expected.transpose(2, 0, 1))
+
+
+def test_affine_from_points_is_opencvs_solve_bit_for_bit():
+    """`cv2.getAffineTransform` to the last bit (a LAPACK solve misses it on about 2 cases in 3)."""
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(21)
+    for case in range(400):
+        src, dst = (rng.uniform(-500, 2000, (3, 2)).astype(np.float32) for _ in range(2))
+        if case % 3 == 0:
+            src, dst = np.round(src), np.round(dst)
+        np.testing.assert_array_equal(affine_from_points(src, dst), cv2.getAffineTransform(src, dst))
+    assert not affine_from_points([[0, 0], [1, 1], [2, 2]], [[0, 0], [1, 0], [0, 1]]).any()  # collinear: zeros
+
+
+def test_crop_matrices_are_the_peers_to_the_last_bit():
+    """mmpose's get_warp_matrix as the peer runs it (rot 0): box -> centre and 1.25x scale fixed to 3:4, three
+    float32 points (centre, centre - (0, w/2), the third at a right angle), cv2.getAffineTransform. Its last
+    bits decide OpenCV 5's warp path, so they must be the same."""
+    cv2 = pytest.importorskip("cv2")
+    from posetransfer.pose import topdown
+
+    rng = np.random.default_rng(22)
+    for _ in range(300):
+        x1, y1 = rng.uniform(0, 1500, 2)
+        box = np.array([x1, y1, x1 + rng.uniform(1, 900), y1 + rng.uniform(1, 900)])
+        center = (box[:2] + box[2:]) * 0.5
+        w, h = (box[2:] - box[:2]) * 1.25
+        scale = np.array([w, w / 0.75]) if w > h * 0.75 else np.array([h * 0.75, h])
+        src, dst = np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32)
+        src[0], src[1] = center, center + np.array([0.0, scale[0] * -0.5])
+        dst[0], dst[1] = [144.0, 192.0], np.array([144.0, 192.0]) + np.array([0.0, -144.0])
+        for points in (src, dst):
+            direction = points[0] - points[1]
+            points[2] = points[1] + np.r_[-direction[1], direction[0]]
+        expected = cv2.getAffineTransform(src, dst)
+        np.testing.assert_array_equal(topdown.crop_matrix(topdown.crop_for_box(box, 288, 384), 288, 384), expected)
