@@ -3,9 +3,11 @@
 Both sides get the same ONNX files and images: per frame, detect + keypoints + the controlnet_aux-style
 drawing + POSE_KEYPOINT (the peer: `DwposeDetector.__call__(..., image_and_json=True)`, the work its DWPose
 Estimator node does per frame; we: `DWPose.run_batch` + `render_controlnet_aux` + the POSE_KEYPOINT list and
-its openpose_json string). Timings are interleaved (ours, peer, ours, ...) and the medians printed, per frame
-at 512 and 1024 px and per frame of a 16-frame batch, with ratios ours / peer. It also checks that both sides
-give the same POSE_KEYPOINT and the same drawing.
+its openpose_json string). Ours runs twice: with OpenCV's own kernels (`pose/native.py`; cv2 is installed
+wherever the peer is) and with the numpy kernels alone (POSETRANSFER_OPENCV=0, as without cv2). Timings are
+interleaved (ours, numpy, peer, ours, ...) and the medians printed, per frame at 512 and 1024 px and per frame
+of a 16-frame batch, with ratios to the peer. It also checks that each gives the peer's POSE_KEYPOINT and
+drawing.
 
 No real weights exist here: the models are stand-ins with the real input/output names and shapes, built into
 a temp folder. `--models planted` (default): outputs are planted constants (two people), so the figures are
@@ -138,6 +140,7 @@ def main() -> None:
     torch.set_num_threads(1)
     _pack()
     from posetransfer.pose import dwpose as ours_dwpose
+    from posetransfer.pose import native
     from posetransfer.pose.formats import openpose_json, pose_keypoint_from_frames
     from posetransfer.pose.render import render_controlnet_aux
 
@@ -153,7 +156,8 @@ def main() -> None:
             model.session = session(model.path)
         peer = _peer(args.peer, pose_path, detector_path, session)
 
-        def run_ours(images):
+        def run_ours(images, opencv=True):
+            native.use_opencv(opencv)
             frames = ours.run_batch(images)
             for frame in frames:  # the Extract node drops feet in the controlnet_aux schema, as the peer
                 for person in frame.people:
@@ -161,6 +165,9 @@ def main() -> None:
             value = pose_keypoint_from_frames(frames)
             openpose_json(value)
             return value, [render_controlnet_aux(f, f.height, f.width) for f in frames]
+
+        def run_numpy(images):
+            return run_ours(images, opencv=False)
 
         def run_peer(images):
             with contextlib.redirect_stdout(io.StringIO()):  # it prints its timings per frame
@@ -171,26 +178,32 @@ def main() -> None:
             return value, [r[0] for r in results]
 
         print(f"models: {args.models} stand-ins (no real weights); one thread each; medians of {args.repeat} "
-              "interleaved runs; ms per frame")
-        print(f"{'size':>5} {'frames':>6} | {'ours':>8} {'peer':>8} | {'ours/peer':>9} | same POSE_KEYPOINT, same image")
+              "interleaved runs; ms per frame. ours: with OpenCV's own kernels (cv2 installed, as here); numpy: "
+              "ours with POSETRANSFER_OPENCV=0 (no cv2)")
+        print(f"{'size':>5} {'frames':>6} | {'ours':>8} {'numpy':>8} {'peer':>8} | {'ours/peer':>9} {'numpy/peer':>10} | "
+              "same POSE_KEYPOINT, same image (ours, numpy)")
         rng = np.random.default_rng(0)
         for size in (512, 1024):
             image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
             for count in (1, FRAMES):
                 images = [image] * count
-                ours_value, ours_images = run_ours(images)  # warm-up, and the outputs to compare
-                peer_value, peer_images = run_peer(images)
-                same_json = json.dumps(ours_value) == json.dumps(peer_value)
-                same_image = all(np.array_equal(a, b) for a, b in zip(ours_images, peer_images))
-                times = {"ours": [], "peer": []}
+                sides = {"ours": run_ours, "numpy": run_numpy, "peer": run_peer}
+                outputs = {name: fn(images) for name, fn in sides.items()}  # warm-up, and the outputs to compare
+                peer_value, peer_images = outputs["peer"]
+                same = []
+                for name in ("ours", "numpy"):
+                    value, rendered = outputs[name]
+                    same.append("yes" if json.dumps(value) == json.dumps(peer_value) else "NO")
+                    same.append("yes" if all(np.array_equal(a, b) for a, b in zip(rendered, peer_images)) else "NO")
+                times = {name: [] for name in sides}
                 for _ in range(args.repeat):
-                    for name, fn in (("ours", run_ours), ("peer", run_peer)):
+                    for name, fn in sides.items():
                         start = time.perf_counter()
                         fn(images)
                         times[name].append((time.perf_counter() - start) / count)
-                t_ours, t_peer = _median_ms(times["ours"]), _median_ms(times["peer"])
-                print(f"{size:>5} {count:>6} | {t_ours:8.2f} {t_peer:8.2f} | {t_ours / t_peer:8.2f}x | "
-                      f"{'yes' if same_json else 'NO'}, {'yes' if same_image else 'NO'}")
+                t_ours, t_numpy, t_peer = (_median_ms(times[name]) for name in sides)
+                print(f"{size:>5} {count:>6} | {t_ours:8.2f} {t_numpy:8.2f} {t_peer:8.2f} | {t_ours / t_peer:8.2f}x "
+                      f"{t_numpy / t_peer:9.2f}x | {same[0]}, {same[1]} ({same[2]}, {same[3]})")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,10 @@ CHANNEL_ORDERS = ("BGR", "RGB")  # YOLOX was trained on OpenCV (BGR) images; com
 NO_PERSON_MODES = ("empty", "whole image", "error")
 LETTERBOX_FILL = 114
 MAX_PEOPLE = 64  # per frame: the best-scoring boxes are kept (junk detections can number thousands)
-FRAMES_PER_CHUNK = 16  # frames detected together (dynamic-batch detectors) and cropped into one pose call
+# Frames detected together (dynamic-batch detectors) and cropped into one pose call. A GPU gains from big
+# batches; the CPU gains nothing in arithmetic, and a 16-frame chunk's buffers (80 MB at 640 px) are fresh
+# memory from the system each time, whose page faults cost ~10 % a frame: 4 there.
+FRAMES_PER_CHUNK = {"gpu": 16, "cpu": 4}
 MAX_CROPS_PER_CALL = 64  # crops per pose-model call (each 384x288 crop is 1.3 MB of float32)
 WHOLEBODY_POINTS = 133
 COCO_CLASSES = 80
@@ -322,7 +325,7 @@ class DWPose:
             raws = np.concatenate([self.detector.run(batch[i:i + 1])[0] for i in range(len(batch))])
         check_output(self.detector, "detector", raws, (len(batch), len(anchor_grid(height, width)[0]),
                                                        5 + COCO_CLASSES))
-        if not np.isfinite(raws).all():
+        if not np.isfinite(raws[..., :6]).all():  # the box, objectness and person columns: all that is read
             _warn_not_finite(self.detector, "detector", "the detections holding them are ignored")
         return [self._boxes_from_output(raw, ratio, image.shape[:2])
                 for raw, ratio, image in zip(raws, ratios, images_rgb)]
@@ -404,10 +407,12 @@ class DWPose:
 
     def run_batch(self, images_rgb: Sequence[np.ndarray], no_person: str = "empty",
                   progress: Callable[[int, int], None] | None = None,
-                  frames_per_chunk: int = FRAMES_PER_CHUNK) -> list[PoseFrame]:
+                  frames_per_chunk: int | None = None) -> list[PoseFrame]:
         """Frames in chunks (detector batched where it allows, all crops of a chunk in one pose call); results
         are those of frame-by-frame runs. `progress(i, n)` for each frame once its chunk is done (it may raise
-        to interrupt)."""
+        to interrupt). `frames_per_chunk` defaults to `FRAMES_PER_CHUNK` for the provider the pose model runs on."""
+        if frames_per_chunk is None:
+            frames_per_chunk = FRAMES_PER_CHUNK["gpu" if self.pose.providers[0] in GPU_PROVIDERS else "cpu"]
         if no_person not in NO_PERSON_MODES:
             raise ValueError(f"no_person must be one of {NO_PERSON_MODES}, got {no_person!r}")
         for i, image in enumerate(images_rgb):

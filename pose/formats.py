@@ -73,13 +73,12 @@ class PoseFormatError(PoseTransferError):
 def _flat(part: np.ndarray | None, real_scores: bool) -> list[float] | None:
     if part is None:
         return None
-    out = []
-    for x, y, score in part:
-        if score > 0:
-            out += [float(x), float(y), float(score) if real_scores else 1.0]
-        else:
-            out += [0.0, 0.0, 0.0]
-    return out
+    part = np.asarray(part, dtype=np.float64)
+    present = part[:, 2] > 0  # absent (score 0 or NaN) points are written 0, 0, 0
+    out = np.zeros((len(part), 3))
+    out[present, :2] = part[present, :2]
+    out[present, 2] = part[present, 2] if real_scores else 1.0
+    return out.ravel().tolist()
 
 
 def _core_person(person: Person) -> dict:

@@ -103,8 +103,9 @@ def letterbox(image: np.ndarray, height: int, width: int, fill: int = 114) -> tu
     ratio = min(height / image.shape[0], width / image.shape[1])
     # at least one pixel: a 1 x 5000 strip would otherwise vanish (OpenCV would refuse it)
     new_h, new_w = max(1, int(image.shape[0] * ratio)), max(1, int(image.shape[1] * ratio))
-    canvas = np.full((height, width, image.shape[2]), fill, dtype=np.uint8)
+    canvas = np.empty((height, width, image.shape[2]), dtype=np.uint8)
     canvas[:new_h, :new_w] = resize_linear(image, new_h, new_w)
+    canvas[new_h:], canvas[:new_h, new_w:] = fill, fill  # the margins only (none for a square frame)
     return canvas, ratio
 
 

@@ -57,27 +57,28 @@ def _opencv_draws(canvas: np.ndarray, batches: list[_Strokes]) -> bool:
 
 def _draw_opencv(cv2, canvas: np.ndarray, batches: list[_Strokes]) -> None:
     """The strokes drawn with OpenCV's own calls, one by one in rank order."""
-    order = []
+    calls: list[tuple] = []
+    ranks = []
     for batch in batches:
+        colors = batch.colors.tolist()
         if batch.kind == "polygons":
             points, counts, shift = batch.geometry
-            ends = np.cumsum(counts)
-            shapes = [points[end - count:end].astype(np.int32) for end, count in zip(ends, counts)]
+            polygons = np.split(points.astype(np.int32), np.cumsum(counts)[:-1])
+            calls += [(cv2.fillConvexPoly, (polygon, color, 8, shift)) for polygon, color in zip(polygons, colors)]
         elif batch.kind == "discs":
-            shapes = batch.geometry[0].tolist()
+            centers, radius = batch.geometry
+            if radius < 0:  # draws nothing (OpenCV would refuse it)
+                continue
+            calls += [(cv2.circle, ((x, y), radius, color, -1)) for (x, y), color in zip(centers.tolist(), colors)]
         else:
-            shapes = np.concatenate(batch.geometry[:2], axis=1).tolist()
-        colors = batch.colors.tolist()
-        order += [(int(rank), batch, shape, color) for rank, shape, color in zip(batch.ranks, shapes, colors)]
-    order.sort(key=lambda stroke: stroke[0])
-    for _, batch, shape, color in order:
-        if batch.kind == "polygons":
-            cv2.fillConvexPoly(canvas, shape, color, 8, batch.geometry[2])
-        elif batch.kind == "discs":
-            if batch.geometry[1] >= 0:  # a negative radius draws nothing (OpenCV would refuse it)
-                cv2.circle(canvas, tuple(shape), batch.geometry[1], color, -1)
-        else:  # a thickness below 1 is a thin line, as in the numpy kernels
-            cv2.line(canvas, tuple(shape[:2]), tuple(shape[2:]), color, max(batch.geometry[2], 1))
+            starts, ends, thickness = batch.geometry
+            thickness = max(thickness, 1)  # below 1 a thin line, as in the numpy kernels
+            calls += [(cv2.line, ((x0, y0), (x1, y1), color, thickness))
+                      for (x0, y0), (x1, y1), color in zip(starts.tolist(), ends.tolist(), colors)]
+        ranks.append(batch.ranks)
+    for stroke in np.argsort(np.concatenate(ranks), kind="stable") if ranks else ():
+        draw, arguments = calls[stroke]
+        draw(canvas, *arguments)
 
 
 def ellipse_polys(centers: np.ndarray, axes: np.ndarray, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

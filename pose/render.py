@@ -131,13 +131,13 @@ def render_controlnet_aux(frame: PoseFrame, height: int, width: int, draw_body: 
     at the frame's own canvas size this is pixel-identical to the peer's render of the same POSE_KEYPOINT.
     """
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
-    if (width, height) == (frame.width, frame.height):
-        scale = np.ones(2)  # the peer draws pixel coordinates as they are; don't risk a 1-ulp product
-    else:
+    people = frame.people
+    if (width, height) != (frame.width, frame.height):  # at its own size the peer draws the pixels as they are
         scale = np.array([width / frame.width, height / frame.height])
+        people = [p.mapped(lambda xy: xy * scale) for p in people]
     stick = _aux_stick(height, width, xinsr_stick_scaling)
     strokes = _AuxStrokes()
-    for index, person in enumerate(p.mapped(lambda xy: xy * scale) for p in frame.people):
+    for index, person in enumerate(people):
         strokes.add_person(index * _AUX_RANKS_PER_PERSON, person, draw_body, draw_hands, draw_face)
     return strokes.paint(Painter(canvas), stick)
 
@@ -146,6 +146,8 @@ def render_controlnet_aux(frame: PoseFrame, height: int, width: int, draw_body: 
 # of stroke is rasterised for all people at once, ranked in that order.
 _AUX_BODY, _AUX_JOINTS, _AUX_HANDS, _AUX_FACE = 0, 20, 40, 140  # a hand takes 50 ranks (20 edges, 21 dots)
 _AUX_RANKS_PER_PERSON = 256
+_LIMB_ENDS = np.array(LIMBS) - 1  # (17, 2) body point indices of each limb's ends
+_AUX_LIMB_COLORS = np.array([[int(float(c) * 0.6) for c in color] for color in COLORS[:len(LIMBS)]])
 
 
 class _AuxStrokes:
@@ -165,12 +167,12 @@ class _AuxStrokes:
     def add_person(self, base: int, person: Person, body: bool, hands: bool, face: bool) -> None:
         points = person.body
         if body:
-            for limb, ((a, b), color) in enumerate(zip(LIMBS, COLORS)):
-                if _present(points, a - 1) and _present(points, b - 1):
-                    self.limbs.append((points[[a - 1, b - 1], 0], points[[a - 1, b - 1], 1]))
-                    self.limb_colors.append([int(float(c) * 0.6) for c in color])
-                    self.ranks["limbs"].append(np.array([base + _AUX_BODY + limb]))
-            joints = np.array([j for j in range(len(COLORS)) if _present(points, j)], dtype=np.int64)
+            shown = points[:, 2] > 0
+            limbs = np.flatnonzero(shown[_LIMB_ENDS].all(axis=1))
+            self.limbs += [(points[_LIMB_ENDS[limb], 0], points[_LIMB_ENDS[limb], 1]) for limb in limbs]
+            self.limb_colors += _AUX_LIMB_COLORS[limbs].tolist()
+            self.ranks["limbs"].append(base + _AUX_BODY + limbs)
+            joints = np.flatnonzero(shown[:len(COLORS)])
             self.joints.append(points[joints, :2].astype(np.int64))
             self.joint_colors += [COLORS[j] for j in joints]
             self.ranks["joints"].append(base + _AUX_JOINTS + joints)

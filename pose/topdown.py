@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .imageops import affine_from_points, warp_affine
+from .native import opencv
 
 BOX_PADDING = 1.25
 SIMCC_SPLIT_RATIO = 2.0
@@ -19,6 +20,7 @@ STD = np.array([58.395, 57.12, 57.375])
 # (level - MEAN) / STD for every uint8 level per channel, in float64 then float32 as the reference computes it:
 # a lookup gives the same numbers as the arithmetic at a fraction of its cost.
 _NORMALISED_LEVELS = ((np.arange(256)[None, :] - MEAN[:, None]) / STD[:, None]).astype(np.float32)
+_LEVELS_LUT = np.ascontiguousarray(_NORMALISED_LEVELS.T).reshape(1, 256, 3)  # for cv2.LUT: a table per channel
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,10 @@ def crop_input(image_rgb: np.ndarray, crop: Crop, input_w: int, input_h: int,
     `out` when given (a slot of the batch, saving a copy)."""
     levels = warp_affine(image_rgb, crop_matrix(crop, input_w, input_h), input_h, input_w)  # uint8, as cv2's
     out = np.empty((3, input_h, input_w), np.float32) if out is None else out
+    cv2 = opencv()
+    if cv2 is not None:  # the same table, looked up natively
+        np.copyto(out, cv2.LUT(levels, _LEVELS_LUT).transpose(2, 0, 1))
+        return out
     for channel in range(3):  # a lookup per channel, indexed by the uint8 levels themselves
         np.take(_NORMALISED_LEVELS[channel], levels[..., channel], out=out[channel])
     return out

@@ -105,8 +105,17 @@ def test_any_detector_rows_decode_to_usable_boxes(rows_case, height, width):
     input_hw, rows, ratio = rows_case
     boxes, scores = det.decode_boxes(rows, input_hw, ratio)
     assert boxes.shape == (len(rows), 4) and scores.shape == (len(rows), COCO_CLASSES)
-    kept, _ = det.select_person_boxes(boxes, scores, (height, width), limit=65)
+    kept, kept_scores = det.select_person_boxes(boxes, scores, (height, width), limit=65)
     _assert_boxes_usable(kept, (height, width))
+    # decoding only the person candidates (what DWPose does) gives those rows exactly, and the same selection
+    candidates = det.person_rows(rows)
+    some_boxes, some_scores = det.decode_boxes(rows, input_hw, ratio, candidates)
+    np.testing.assert_array_equal(some_boxes, boxes[candidates])
+    np.testing.assert_array_equal(some_scores, scores[candidates])
+    assert set(np.flatnonzero(scores[:, 0] > det.SCORE_THRESHOLD)) == set(candidates)
+    same, same_scores = det.select_person_boxes(some_boxes, some_scores, (height, width), limit=65)
+    np.testing.assert_array_equal(same, kept)
+    np.testing.assert_array_equal(same_scores, kept_scores)
 
 
 @SETTINGS

@@ -189,8 +189,13 @@ def test_low_confidence_points_of_real_score_producers_are_missing():
 
 
 def test_openpose_json_string_is_the_peers():
-    import json
-
-    value = pose_keypoint_from_frames([PoseFrame(10, 20, [])])
-    text = openpose_json(value)
-    assert json.loads(text) == value and text == json.dumps(value, indent=4)
+    """`json.dumps(value, indent=4)` to the character, for real frames, both schemas, and odd JSON values a
+    POSE_KEYPOINT from another pack might carry (strings with ", ", nested lists, nulls, NaN, empty parts)."""
+    empty = pose_keypoint_from_frames([PoseFrame(10, 20, [])])
+    real = aux_fixture() * 3
+    core = pose_keypoint_from_frames(frames_from_pose_keypoint(aux_fixture()), real_scores=True, schema="core")
+    odd = [{"people": [{"pose_keypoints_2d": [1, 2.5, -0.0, 1e300, float("nan"), True, None], "face": []}],
+            "note": "a, b", "nested": [[1, [2, "x, y"]], [], {}], "mixed": [1, "two", None]}]
+    for value in (empty, real, core, odd, [], [[]]):
+        text = openpose_json(value)
+        assert text == json.dumps(value, indent=4)
