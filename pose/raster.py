@@ -4,7 +4,8 @@ Every pose renderer in this field draws with `cv2.ellipse2Poly` + `cv2.fillConve
 and `cv2.line`; the models were trained on exactly those pixels. These functions reproduce OpenCV's integer
 rasterisation rules (8-connected outlines, scanline fill with round-half-up edge ends, the midpoint circle,
 thick lines clipped to the canvas grown by their thickness, then a polygon on a 1/65536 pixel grid plus round
-caps) so our renders match pixel for pixel; tests compare against opencv-python 5.0 whenever `cv2` is installed.
+caps) so our renders match pixel for pixel; tests compare against opencv-python 5.x whenever `cv2` is installed.
+Where `cv2` is installed, `Painter` draws with OpenCV's own calls instead (`native.py`).
 Canvases are uint8 arrays (H,W,C) or (H,W); colours are sequences of C numbers rounded like `cv::Scalar`.
 """
 from __future__ import annotations

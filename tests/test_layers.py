@@ -27,3 +27,11 @@ def test_package_does_not_import(package, forbidden):
                                                                          not f.startswith(".")}
                or any(name == f or name.startswith(f + ".") for f in forbidden if f.startswith("."))]
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_only_the_native_module_imports_opencv():
+    """OpenCV is optional (never installed by the pack): `pose/native.py` alone imports it, inside a try."""
+    importers = [path.relative_to(ROOT).as_posix() for folder in ("pose", "models", "nodes", "cli", "metrics",
+                                                                  "model_files")
+                 for path in sorted((ROOT / folder).rglob("*.py")) if "cv2" in _imports(path)]
+    assert importers == ["pose/native.py"]

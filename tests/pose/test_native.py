@@ -3,10 +3,8 @@
 The numpy kernels are held against OpenCV in test_imageops.py and test_render.py; here the dispatch is checked:
 the same results through `resize_linear`, `warp_affine`, `Painter` and the whole DWPose path with either, the
 cases OpenCV cannot take left to numpy, and a broken or missing cv2 never used."""
-import importlib.util
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ from posetransfer.pose.imageops import resize_linear, warp_affine
 from posetransfer.pose.raster import Painter, ellipse_polys
 from posetransfer.pose.render import render_controlnet_aux, render_pcdms
 
+from . import opencv_cases
 from .planted_models import detector_model, plant_box, planted_keypoints, pose_model
 
 
@@ -75,18 +74,10 @@ def test_what_opencv_cannot_take_is_left_to_numpy(opencv_kernels):
         assert theirs.any()
 
 
-def _opencv_cases():
-    path = Path(__file__).with_name("opencv_cases.py")
-    spec = importlib.util.spec_from_file_location("pose_opencv_cases_native", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_resize_and_warp_through_opencv_keep_shapes_and_pixels(opencv_kernels):
     import cv2
 
-    cases = _opencv_cases()
+    cases = opencv_cases
     for image, height, width in cases.resize_cases():
         for planar in (image, image[..., :1], image[..., 0]):  # (H,W,3), (H,W,1) and (H,W)
             ours, theirs = _both(lambda: resize_linear(planar, height, width))
@@ -156,6 +147,18 @@ def test_the_whole_dwpose_path_with_opencv(opencv_kernels, tmp_path):
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
         assert a[0].any() and a[1].any()
+
+
+def test_crop_normalisation_through_opencv_is_the_same_table(opencv_kernels, monkeypatch):
+    from posetransfer.pose import topdown
+
+    levels = np.random.default_rng(4).integers(0, 256, (384, 288, 3), dtype=np.uint8)
+    monkeypatch.setattr(topdown, "warp_affine", lambda *args, **kwargs: levels)
+    crop = topdown.crop_for_box(np.array([10.0, 20.0, 110.0, 220.0]), 288, 384)
+    ours, theirs = _both(lambda: topdown.crop_input(levels, crop, 288, 384))
+    expected = ((levels - topdown.MEAN) / topdown.STD).astype(np.float32).transpose(2, 0, 1)
+    np.testing.assert_array_equal(ours, expected)
+    np.testing.assert_array_equal(theirs, expected)
 
 
 def test_opencv_is_used_only_when_it_is_whole_and_wanted(monkeypatch, caplog):
