@@ -263,6 +263,18 @@ def test_pose_calls_take_all_crops_of_a_chunk(models, monkeypatch):
     assert calls == [10]  # 5 frames x 2 people, one call
 
 
+@pytest.mark.parametrize("provider, chunks", [("CPUExecutionProvider", [4, 4, 2]),
+                                              ("CUDAExecutionProvider", [10])])
+def test_default_chunks_are_4_frames_on_the_cpu_and_16_on_a_gpu(models, monkeypatch, provider, chunks):
+    dw = load_dwpose(models["pose_dyn"], models["det"])
+    monkeypatch.setattr(dw.pose, "providers", [provider, "CPUExecutionProvider"])
+    calls = []
+    real_run = dw.pose.run
+    monkeypatch.setattr(dw.pose, "run", lambda batch, outputs=None: calls.append(len(batch)) or real_run(batch, outputs))
+    dw.run_batch([_image()] * 10)
+    assert calls == [2 * frames for frames in chunks]  # 2 people a frame
+
+
 def test_swapped_files_are_refused_naming_both(models):
     from posetransfer.pose.dwpose import ModelSlotError
 
