@@ -110,11 +110,16 @@ def _ms(fn, repeat):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=0,
-                        help="onnxruntime and torch threads (0 = their defaults); 1 measures the one-core target")
+                        help="onnxruntime and OpenCV threads (0 = their defaults); 1 measures the one-core target")
+    parser.add_argument("--numpy", action="store_true",
+                        help="the numpy kernels even where cv2 is installed (as POSETRANSFER_OPENCV=0)")
     args = parser.parse_args()
     _pack()
     from posetransfer.pose import detector as det
-    from posetransfer.pose import dwpose, imageops, keypoints, topdown
+    from posetransfer.pose import dwpose, imageops, keypoints, native, topdown
+
+    if args.numpy:
+        native.use_opencv(False)
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,15 +127,15 @@ def main() -> None:
                                    detector_standin(Path(tmp) / "det.onnx", rng), provider="CPU")
         if args.threads:
             import onnxruntime as ort
-            import torch
 
-            torch.set_num_threads(args.threads)  # the letterbox resize runs on torch's uint8 kernel
+            if native.opencv() is not None:
+                native.opencv().setNumThreads(args.threads)
             options = ort.SessionOptions()
             options.intra_op_num_threads = args.threads
             for m in (model.pose, model.detector):
                 m.session = ort.InferenceSession(m.path, sess_options=options, providers=["CPUExecutionProvider"])
         print(f"providers: pose {model.pose.providers}, detector {model.detector.providers}")
-        print("columns: pre/post steps (letterbox resize on torch, the rest numpy); total/frame = DWPose end to end")
+        print(f"columns: pre/post steps (resize, crops: {native.kernels()}); total/frame = DWPose end to end")
         print(f"{'size':>6} {'frames':>6} | {'letterbox':>9} {'det post':>8} {'crop':>6} {'pose post':>9} "
               f"{'pre+post':>8} | {'detector':>8} {'pose net':>8} | {'total/frame':>11}  (ms)")
         raw = model.detector.run(np.zeros((1, 3, 640, 640), np.float32))[0][0]
@@ -146,7 +151,7 @@ def main() -> None:
             canvas, ratio = imageops.letterbox(image, 640, 640)
 
             def post_detect():
-                boxes, scores = det.decode_boxes(raw, (640, 640), ratio)
+                boxes, scores = det.decode_boxes(raw, (640, 640), ratio, det.person_rows(raw))  # as DWPose does
                 det.select_person_boxes(boxes, scores, (size, size))
 
             def post_pose():
