@@ -2,7 +2,8 @@
 # The test command (README "Run the tests"): builds its own virtual environment (.venv-test, or
 # $POSETRANSFER_TEST_VENV), installs the CPU torch 2.13.0 wheel first and holds it there with a constraint,
 # then the pack's requirements, onnxruntime, the test tools and Accelerate (training only), and runs pytest.
-# onnx builds the stand-in DWPose models; OpenCV is only the reference the numpy renderers are compared with, never a dependency of the pack;
+# onnx builds the stand-in DWPose models; OpenCV is the reference the numpy kernels are compared with (and the optional
+# native path, pose/native.py, is tested against them), never a dependency of the pack;
 # scipy and scikit-image are the references of the metrics tests (SSIM, FID's matrix square root) likewise.
 # It never installs into the Python that runs ComfyUI.
 set -euo pipefail
