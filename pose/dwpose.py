@@ -31,10 +31,11 @@ CHANNEL_ORDERS = ("BGR", "RGB")  # YOLOX was trained on OpenCV (BGR) images; com
 NO_PERSON_MODES = ("empty", "whole image", "error")
 LETTERBOX_FILL = 114
 MAX_PEOPLE = 64  # per frame: the best-scoring boxes are kept (junk detections can number thousands)
-# Frames detected together (dynamic-batch detectors) and cropped into one pose call. A GPU gains from big
-# batches; the CPU gains nothing in arithmetic, and a 16-frame chunk's buffers (80 MB at 640 px) are fresh
-# memory from the system each time, whose page faults cost ~10 % a frame: 4 there.
-FRAMES_PER_CHUNK = {"gpu": 16, "cpu": 4}
+# Frames detected together (dynamic-batch detectors) and cropped into one pose call. An accelerator (CUDA,
+# TensorRT, ROCm, DirectML, CoreML, ...) gains from big batches; the CPU gains nothing in arithmetic, and a
+# 16-frame chunk's buffers (80 MB at 640 px) are fresh memory from the system each time, whose page faults
+# cost ~10 % a frame: 4 there.
+FRAMES_PER_CHUNK = {"accelerator": 16, "cpu": 4}
 MAX_CROPS_PER_CALL = 64  # crops per pose-model call (each 384x288 crop is 1.3 MB of float32)
 WHOLEBODY_POINTS = 133
 COCO_CLASSES = 80
@@ -412,7 +413,8 @@ class DWPose:
         are those of frame-by-frame runs. `progress(i, n)` for each frame once its chunk is done (it may raise
         to interrupt). `frames_per_chunk` defaults to `FRAMES_PER_CHUNK` for the provider the pose model runs on."""
         if frames_per_chunk is None:
-            frames_per_chunk = FRAMES_PER_CHUNK["gpu" if self.pose.providers[0] in GPU_PROVIDERS else "cpu"]
+            frames_per_chunk = FRAMES_PER_CHUNK["cpu" if self.pose.providers[0] == "CPUExecutionProvider"
+                                                else "accelerator"]
         if no_person not in NO_PERSON_MODES:
             raise ValueError(f"no_person must be one of {NO_PERSON_MODES}, got {no_person!r}")
         for i, image in enumerate(images_rgb):

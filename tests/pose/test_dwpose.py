@@ -263,9 +263,9 @@ def test_pose_calls_take_all_crops_of_a_chunk(models, monkeypatch):
     assert calls == [10]  # 5 frames x 2 people, one call
 
 
-@pytest.mark.parametrize("provider, chunks", [("CPUExecutionProvider", [4, 4, 2]),
-                                              ("CUDAExecutionProvider", [10])])
-def test_default_chunks_are_4_frames_on_the_cpu_and_16_on_a_gpu(models, monkeypatch, provider, chunks):
+@pytest.mark.parametrize("provider, chunks", [("CPUExecutionProvider", [4, 4, 2]), ("CUDAExecutionProvider", [10]),
+                                              ("DmlExecutionProvider", [10])])
+def test_default_chunks_are_4_frames_on_the_cpu_and_16_on_accelerators(models, monkeypatch, provider, chunks):
     dw = load_dwpose(models["pose_dyn"], models["det"])
     monkeypatch.setattr(dw.pose, "providers", [provider, "CPUExecutionProvider"])
     calls = []
