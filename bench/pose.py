@@ -5,7 +5,10 @@ No real weights exist here, so the models are stand-ins generated with onnx.help
 real input/output names and shapes: conv stacks of a few GMAC (the real YOLOX-L is ~155 GFLOPs at 640, DWPose-l
 ~10 GFLOPs), so the model figures only show the plumbing cost and scale; pre/post-processing figures are real.
 
-    python bench/pose.py [--threads N]
+    python bench/pose.py [--threads N] [--numpy] [--provider CUDA] [--pose-model F --detector F]
+
+With `--provider CUDA` (or TensorRT) on a GPU machine it gives frames per second for 1 and 16 frames; with the
+real files (`--pose-model dw-ll_ucoco_384.onnx --detector yolox_l.onnx`) those are the real models' figures.
 """
 from __future__ import annotations
 
@@ -113,6 +116,10 @@ def main() -> None:
                         help="onnxruntime and OpenCV threads (0 = their defaults); 1 measures the one-core target")
     parser.add_argument("--numpy", action="store_true",
                         help="the numpy kernels even where cv2 is installed (as POSETRANSFER_OPENCV=0)")
+    parser.add_argument("--provider", default="CPU", help="onnxruntime provider as the Loader node names it "
+                                                         "(CPU, CUDA, TensorRT, auto, ...)")
+    parser.add_argument("--pose-model", help="a real DWPose pose model (.onnx) instead of the stand-in")
+    parser.add_argument("--detector", help="a real YOLOX detector (.onnx) instead of the stand-in")
     args = parser.parse_args()
     _pack()
     from posetransfer.pose import detector as det
@@ -123,9 +130,9 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
-        model = dwpose.load_dwpose(pose_standin(Path(tmp) / "pose.onnx", rng, 1),
-                                   detector_standin(Path(tmp) / "det.onnx", rng), provider="CPU")
-        if args.threads:
+        model = dwpose.load_dwpose(args.pose_model or pose_standin(Path(tmp) / "pose.onnx", rng, 1),
+                                   args.detector or detector_standin(Path(tmp) / "det.onnx", rng), args.provider)
+        if args.threads and args.provider == "CPU":
             import onnxruntime as ort
 
             if native.opencv() is not None:
@@ -137,7 +144,7 @@ def main() -> None:
         print(f"providers: pose {model.pose.providers}, detector {model.detector.providers}")
         print(f"columns: pre/post steps (resize, crops: {native.kernels()}); total/frame = DWPose end to end")
         print(f"{'size':>6} {'frames':>6} | {'letterbox':>9} {'det post':>8} {'crop':>6} {'pose post':>9} "
-              f"{'pre+post':>8} | {'detector':>8} {'pose net':>8} | {'total/frame':>11}  (ms)")
+              f"{'pre+post':>8} | {'detector':>8} {'pose net':>8} | {'total/frame':>11} {'frames/s':>8}  (ms)")
         raw = model.detector.run(np.zeros((1, 3, 640, 640), np.float32))[0][0]
         simcc = model.pose.run(np.zeros((1, 3, 384, 288), np.float32))
         try:  # the peer (comfyui_controlnet_aux) resizes and warps with OpenCV: time those steps when available
@@ -169,7 +176,8 @@ def main() -> None:
                 batch = [image] * frames
                 t_total = _ms(lambda: model.run_batch(batch), 3) / frames
                 print(f"{size:>6} {frames:>6} | {t_letter:9.2f} {t_post_det:8.2f} {t_crop:6.2f} {t_post_pose:9.2f} "
-                      f"{t_letter + t_post_det + t_crop + t_post_pose:8.2f} | {t_det:8.1f} {t_pose:8.1f} | {t_total:11.1f}")
+                      f"{t_letter + t_post_det + t_crop + t_post_pose:8.2f} | {t_det:8.1f} {t_pose:8.1f} | {t_total:11.1f} "
+                      f"{1000 / t_total:8.1f}")
             if cv2 is not None:
                 r = 640 / size
                 matrix = topdown.crop_matrix(crop, 288, 384)
