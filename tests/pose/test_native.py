@@ -13,7 +13,7 @@ from posetransfer.pose import native
 from posetransfer.pose.dwpose import load_dwpose
 from posetransfer.pose.imageops import resize_linear, warp_affine
 from posetransfer.pose.raster import Painter, ellipse_polys
-from posetransfer.pose.render import render_controlnet_aux, render_pcdms
+from posetransfer.pose.render import render_controlnet_aux, render_pcdms, scfm_pose_map
 
 from . import opencv_cases
 from .planted_models import detector_model, plant_box, planted_keypoints, pose_model
@@ -147,6 +147,15 @@ def test_the_whole_dwpose_path_with_opencv(opencv_kernels, tmp_path):
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
         assert a[0].any() and a[1].any()
+
+
+def test_scfm_pose_maps_are_the_same_with_opencv(opencv_kernels):
+    rng = np.random.default_rng(6)
+    for _ in range(5):
+        points = rng.uniform(-20, 276, (18, 2))
+        points[rng.random(18) < 0.2] = -1  # missing joints
+        ours, theirs = _both(lambda: scfm_pose_map(points))
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_crop_normalisation_through_opencv_is_the_same_table(opencv_kernels, monkeypatch):
