@@ -11,6 +11,7 @@ import ctypes
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Sequence
@@ -31,11 +32,7 @@ CHANNEL_ORDERS = ("BGR", "RGB")  # YOLOX was trained on OpenCV (BGR) images; com
 NO_PERSON_MODES = ("empty", "whole image", "error")
 LETTERBOX_FILL = 114
 MAX_PEOPLE = 64  # per frame: the best-scoring boxes are kept (junk detections can number thousands)
-# Frames detected together (dynamic-batch detectors) and cropped into one pose call. An accelerator (CUDA,
-# TensorRT, ROCm, DirectML, CoreML, ...) gains from big batches; the CPU gains nothing in arithmetic, and a
-# 16-frame chunk's buffers (80 MB at 640 px) are fresh memory from the system each time, whose page faults
-# cost ~10 % a frame: 4 there.
-FRAMES_PER_CHUNK = {"accelerator": 16, "cpu": 4}
+FRAMES_PER_CHUNK = 16  # frames detected together (dynamic-batch detectors) and cropped into one pose call
 MAX_CROPS_PER_CALL = 64  # crops per pose-model call (each 384x288 crop is 1.3 MB of float32)
 WHOLEBODY_POINTS = 133
 COCO_CLASSES = 80
@@ -287,6 +284,18 @@ class DWPose:
     detector_channels: str = "BGR"
     log_lines: list[str] = field(default_factory=list)
     max_people: int = MAX_PEOPLE
+    _buffers: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _buffers_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 array of `shape` for model inputs, the memory of the last one of that name when it is large
+        enough (callers hold `_buffers_lock`). A 16-frame detector batch is 80 MB: allocated afresh for every
+        chunk, it comes from the system as new pages, whose faults cost ~10 % of a frame's pre/post-processing."""
+        size = int(np.prod(shape))
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[name] = np.empty(size, np.float32)
+        return buffer[:size].reshape(shape)
 
     # ---------------------------------------------------------------------------------- detection
     def _detector_input(self, image_rgb: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
@@ -318,12 +327,13 @@ class DWPose:
         if self.detector is None:
             return [np.zeros((0, 4), dtype=np.float32) for _ in images_rgb]
         height, width = self.detector.input_hw
-        batch = np.empty((len(images_rgb), 3, height, width), np.float32)
-        ratios = [self._detector_input(image, out=batch[i])[1] for i, image in enumerate(images_rgb)]
-        if self.detector.batch is None and len(batch) > 1:
-            raws = self.detector.run(batch)[0]
-        else:
-            raws = np.concatenate([self.detector.run(batch[i:i + 1])[0] for i in range(len(batch))])
+        with self._buffers_lock:
+            batch = self._buffer("detector", (len(images_rgb), 3, height, width))
+            ratios = [self._detector_input(image, out=batch[i])[1] for i, image in enumerate(images_rgb)]
+            if self.detector.batch is None and len(batch) > 1:
+                raws = self.detector.run(batch)[0]
+            else:
+                raws = np.concatenate([self.detector.run(batch[i:i + 1])[0] for i in range(len(batch))])
         check_output(self.detector, "detector", raws, (len(batch), len(anchor_grid(height, width)[0]),
                                                        5 + COCO_CLASSES))
         if not np.isfinite(raws[..., :6]).all():  # the box, objectness and person columns: all that is read
@@ -347,12 +357,12 @@ class DWPose:
         xs, ys = [], []
         for start in range(0, len(crops), step):
             count = min(step, len(crops) - start)
-            # a fixed batch > 1 is padded with zeros (dropped after)
-            chunk = np.empty((step if self.pose.batch is not None else count, 3, input_h, input_w), np.float32)
-            chunk[count:] = 0
-            for slot, (frame, crop) in enumerate(zip(owners[start:start + count], crops[start:start + count])):
-                crop_input(images_rgb[frame], crop, input_w, input_h, out=chunk[slot])
-            simcc_x, simcc_y = self.pose.run(chunk, ("simcc_x", "simcc_y"))[:2]
+            with self._buffers_lock:
+                chunk = self._buffer("crops", (step if self.pose.batch is not None else count, 3, input_h, input_w))
+                chunk[count:] = 0  # a fixed batch > 1 is padded with zeros (dropped after)
+                for slot, (frame, crop) in enumerate(zip(owners[start:start + count], crops[start:start + count])):
+                    crop_input(images_rgb[frame], crop, input_w, input_h, out=chunk[slot])
+                simcc_x, simcc_y = self.pose.run(chunk, ("simcc_x", "simcc_y"))[:2]
             for output, side in ((simcc_x, self.pose.input_hw[1]), (simcc_y, self.pose.input_hw[0])):
                 check_output(self.pose, "pose model", output,
                              (len(chunk), WHOLEBODY_POINTS, round(side * SIMCC_SPLIT_RATIO)))
@@ -408,13 +418,10 @@ class DWPose:
 
     def run_batch(self, images_rgb: Sequence[np.ndarray], no_person: str = "empty",
                   progress: Callable[[int, int], None] | None = None,
-                  frames_per_chunk: int | None = None) -> list[PoseFrame]:
+                  frames_per_chunk: int = FRAMES_PER_CHUNK) -> list[PoseFrame]:
         """Frames in chunks (detector batched where it allows, all crops of a chunk in one pose call); results
         are those of frame-by-frame runs. `progress(i, n)` for each frame once its chunk is done (it may raise
-        to interrupt). `frames_per_chunk` defaults to `FRAMES_PER_CHUNK` for the provider the pose model runs on."""
-        if frames_per_chunk is None:
-            frames_per_chunk = FRAMES_PER_CHUNK["cpu" if self.pose.providers[0] == "CPUExecutionProvider"
-                                                else "accelerator"]
+        to interrupt)."""
         if no_person not in NO_PERSON_MODES:
             raise ValueError(f"no_person must be one of {NO_PERSON_MODES}, got {no_person!r}")
         for i, image in enumerate(images_rgb):

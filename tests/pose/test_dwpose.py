@@ -263,16 +263,38 @@ def test_pose_calls_take_all_crops_of_a_chunk(models, monkeypatch):
     assert calls == [10]  # 5 frames x 2 people, one call
 
 
-@pytest.mark.parametrize("provider, chunks", [("CPUExecutionProvider", [4, 4, 2]), ("CUDAExecutionProvider", [10]),
-                                              ("DmlExecutionProvider", [10])])
-def test_default_chunks_are_4_frames_on_the_cpu_and_16_on_accelerators(models, monkeypatch, provider, chunks):
-    dw = load_dwpose(models["pose_dyn"], models["det"])
-    monkeypatch.setattr(dw.pose, "providers", [provider, "CPUExecutionProvider"])
-    calls = []
-    real_run = dw.pose.run
-    monkeypatch.setattr(dw.pose, "run", lambda batch, outputs=None: calls.append(len(batch)) or real_run(batch, outputs))
-    dw.run_batch([_image()] * 10)
-    assert calls == [2 * frames for frames in chunks]  # 2 people a frame
+def test_batch_buffers_are_reused_without_stale_values(models, tmp_path):
+    """The detector batch and the crop batch keep their memory between calls; a smaller call after a larger
+    one, and a fixed-batch model's zero padding, must not see what the earlier call left there."""
+    rows = np.zeros((8400, 85), np.float32)
+    plant_box(rows, [v * RATIO for v in (300, 100, 460, 500)], 0.9, level=2)
+    plant_box(rows, [v * RATIO for v in (40, 60, 200, 420)], 0.6, level=1)
+    dynamic_det = detector_model(tmp_path / "det_dyn.onnx", rows, batch="batch")
+    for pose_key in ("pose_dyn", "pose5"):
+        dw = load_dwpose(models[pose_key], dynamic_det)
+        fed = []
+        real_run = dw.pose.run
+        dw.pose.run = lambda batch, outputs=None: fed.append(np.array(batch)) or real_run(batch, outputs)
+        rng = np.random.default_rng(8)
+        big = [rng.integers(0, 256, (512, 768, 3), dtype=np.uint8) for _ in range(6)]
+        small = [rng.integers(0, 256, (300, 200, 3), dtype=np.uint8)]
+        dw.run_batch(big)
+        detector_memory = dw._buffers["detector"]
+        fed.clear()
+        frames = dw.run_batch(small)
+        assert dw._buffers["detector"] is detector_memory  # reused, not reallocated
+        fresh = load_dwpose(models[pose_key], dynamic_det)
+        fresh_fed = []
+        fresh_run = fresh.pose.run
+        fresh.pose.run = lambda batch, outputs=None: fresh_fed.append(np.array(batch)) or fresh_run(batch, outputs)
+        expected = fresh.run_batch(small)
+        assert len(fed) == len(fresh_fed) == 1
+        np.testing.assert_array_equal(fed[0], fresh_fed[0])  # the crops fed, not only the (planted) keypoints
+        for a, b in zip(frames, expected):
+            for pa, pb in zip(a.people, b.people):
+                np.testing.assert_array_equal(pa.body, pb.body)
+        if pose_key == "pose5":  # 2 crops padded to 5: the padding is zeros, not the earlier call's crops
+            assert len(fed[0]) == 5 and not fed[0][2:].any() and fed[0][:2].any()
 
 
 def test_swapped_files_are_refused_naming_both(models):
