@@ -4,9 +4,10 @@ The DWPose path reproduces three of OpenCV's kernels in numpy, bit for bit: the 
 the drawing primitives (the peer and the models' training data used them). When `cv2` imports, those same calls
 run natively instead: the same pixels, from OpenCV's SIMD code, several times faster. Most ComfyUI installs
 have it already (comfyui_controlnet_aux and many other packs require it). The tests hold the numpy kernels
-against OpenCV, so either way gives the same result. The one kernel OpenCV itself changed between versions, the
-warp (the fixed-point path of OpenCV 4.x, the IPP path of 5.x on x86), then follows the installed OpenCV, as
-the peer does in the same environment; the numpy warp follows `imageops.WARP_REFERENCE`.
+against OpenCV: the resize and the drawing are the same either way. The warp is not always: OpenCV changed it
+between versions (the fixed-point path of 4.x, IPP on x86 in 5.x), and OpenCV 5 takes IPP's general routine,
+which numpy does not reproduce, for matrices with a ~1e-17 off the diagonal. The native warp is the installed
+OpenCV's, as the peer's is in the same environment; the numpy one follows `imageops.WARP_REFERENCE`.
 
 POSETRANSFER_OPENCV=0 keeps to numpy.
 """
