@@ -1,8 +1,9 @@
-"""`batch`: run PCDMs (simplified or three stages) or SCFM over a test-pair list, as the papers' test scripts did.
+"""Runs PCDMs (simplified or three stages) or SCFM over a test-pair list in the originals' formats, as the papers'
+test scripts did, and writes each result under the name the original script gave it.
 
-Built for array jobs of an existing scheduler (Slurm, Kubernetes, Ray): `--shard I/N` takes every N-th pair,
+Built for array jobs of an existing scheduler (Slurm, Kubernetes, Ray): --shard I/N takes every N-th pair,
 finished outputs are skipped (a re-run resumes), a failing pair is logged and the run goes on, and the models
-are loaded once per process. Pair i is seeded `seed + i` (its place in the whole list), so the images do not
+are loaded once per process. Pair i is seeded seed + i (its place in the whole list), so the images do not
 depend on how the list was sharded.
 """
 from __future__ import annotations
@@ -31,8 +32,6 @@ from .sheets import contact_sheet
 log = logging.getLogger(__name__)
 
 PATHS = ("pcdm", "pcdm3", "scfm")
-PATH_HELP = ("pcdm: simplified PCDMs (PCDMs_ckpt.pt); pcdm3: the paper's three stages (prior -> full inpaint -> "
-             "refine); scfm: SCFM")
 # Sampling defaults per path: the simplified model's demo, the paper's stage scripts (UniPC 20, guidance 2, seed
 # 42), SCFM's inference.py (DDIM 50, guidance 2).
 DEFAULTS = {"pcdm": dict(steps=50, scheduler="ddim", guidance=2.0, seed=42),
@@ -48,20 +47,23 @@ PRIOR_CANVAS = 512  # stage 1 resized the source to 512 x 512 before CLIP's own 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "batch", help="run a method over a test-pair list (sharded, resumable), outputs named as the originals",
-        description="Runs PCDMs or SCFM over a pair list in the originals' formats and writes each result under the "
-                    "name the original test script gave it. " + PATH_HELP + ".")
-    parser.add_argument("path", choices=PATHS, help=PATH_HELP)
+        description=__doc__)
+    parser.add_argument("path", choices=PATHS, help="pcdm: simplified PCDMs (PCDMs_ckpt.pt); pcdm3: the paper's three "
+                                                    "stages (prior -> full inpaint -> refine); scfm: SCFM")
     parser.add_argument("pairs", help="pair list: PCDMs test_data.json, GFLA/PIDM test_pairs.txt (SCFM's), or a CSV "
                                       "source,target_pose,output[,source_pose[,ground_truth]]")
     parser.add_argument("out_dir", help="folder for the results (created)")
     parser.add_argument("--format", choices=pair_lists.FORMATS, default="auto", help="list format (default: by extension)")
-    parser.add_argument("--img-dir", help="test_data.json: folder of the images (the original's --img_path)")
-    parser.add_argument("--pose-dir", help="test_data.json: folder of the <name>_pose.jpg renders (--pose_path)")
-    parser.add_argument("--prior-pose-dir", help="test_data.json, pcdm3: folder of the stage-1 <name>.txt coordinates "
-                                                 "(the dataset's normalized_pose_txt)")
-    parser.add_argument("--dataset", help="test_pairs.txt: dataset root holding img/ and pose/ (default: the list's folder)")
-    parser.add_argument("--shard", help="I/N: this process takes pairs I, I+N, I+2N, ... (0 <= I < N), e.g. "
-                                        "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT")
+    parser.add_argument("--img-dir", metavar="DIR", help="test_data.json: folder of the images (the original's "
+                                                         "--img_path)")
+    parser.add_argument("--pose-dir", metavar="DIR", help="test_data.json: folder of the <name>_pose.jpg renders "
+                                                          "(--pose_path)")
+    parser.add_argument("--prior-pose-dir", metavar="DIR", help="test_data.json, pcdm3: folder of the stage-1 "
+                                                                "<name>.txt coordinates (normalized_pose_txt)")
+    parser.add_argument("--dataset", metavar="DIR", help="test_pairs.txt: dataset root holding img/ and pose/ "
+                                                         "(default: the list's folder)")
+    parser.add_argument("--shard", metavar="I/N", help="this process takes pairs I, I+N, I+2N, ... (0 <= I < N), e.g. "
+                                                       "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT")
     parser.add_argument("--output-size", choices=("auto", "model", "native"), default="auto",
                         help="model: the model's square, as the original scripts saved it; native: the target pose's "
                              "size (PCDMs) or the source's (SCFM). auto: model for the papers' lists, native for CSV")

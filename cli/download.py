@@ -1,4 +1,9 @@
-"""`download`: fetch the public model files into the models folder; list the others with exact steps."""
+"""Fetches each Hugging Face file of the FAMILY (default: all) into its folder under the name the example workflows
+use: resumable (run again after an interruption), verified against the hub's size and sha256, moved into place only
+when complete. A file already there that matches the hub is left alone; one that does not is replaced. Files no hub
+serves (PCDMs weights on Google Drive, SCFM) are listed with exact steps. Honours HF_ENDPOINT, HF_HUB_OFFLINE,
+HF_TOKEN and HTTPS_PROXY. Exit status: 0 when nothing failed, 2 when a download failed, 130 when interrupted.
+"""
 from __future__ import annotations
 
 import argparse
@@ -12,12 +17,7 @@ from ..model_files.catalogue import FAMILIES, HubFile, ModelFile, files_of
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "download", help="fetch the public model files (Hugging Face) into the models folder; --dry-run lists all",
-        description="Fetches each Hugging Face file of the FAMILY (default: all) into its folder under the name the "
-                    "example workflows use: resumable (run again after an interruption), verified against the hub's "
-                    "size and sha256, moved into place only when complete. A file already there that matches the hub "
-                    "is left alone; one that does not is replaced. Files no hub serves (PCDMs weights on Google "
-                    "Drive, SCFM) are listed with exact steps. Honours HF_ENDPOINT, HF_HUB_OFFLINE, HF_TOKEN and "
-                    "HTTPS_PROXY. Exit status: 0 when nothing failed, 2 when a download failed, 130 when interrupted.",
+        description=__doc__,
         epilog="families: " + "; ".join(f"{name}: {family.what}" for name, family in FAMILIES.items()))
     parser.add_argument("families", nargs="*", metavar="FAMILY", help=f"any of {', '.join(FAMILIES)} (default: all)")
     parser.add_argument("--dry-run", action="store_true",

@@ -1,7 +1,9 @@
-"""`evaluate`: SSIM, PSNR, LPIPS and FID of a results folder against the ground truth, with the papers' protocols.
+"""Scores a results folder against the ground truth (SSIM, PSNR, LPIPS, FID) as the papers' metric scripts did.
 
-Nothing is downloaded: LPIPS and FID run only with the local weight files given (the table says which flag
-enables a missing column). Writes per_pair.csv and summary.json, and prints the table as the papers lay it out.
+Every result is paired with its ground truth by the protocol's naming (PCDMs <src>_to_<tgt>.png, SCFM
+<src>_2_<tgt>_vis.png, plain: same name). Nothing is downloaded: LPIPS and FID run only with the local weight files
+given (the table says which flag enables a missing column). Writes per_pair.csv and summary.json, and prints the
+table as the papers lay it out.
 """
 from __future__ import annotations
 
@@ -32,9 +34,7 @@ LPIPS_SOURCE = ("torchvision's alexnet-owt-7be5be79.pth (download.pytorch.org/mo
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "evaluate", help="SSIM / LPIPS / FID of results vs ground truth with the papers' protocols",
-        description="Pairs every result with its ground truth by the protocol's naming (PCDMs <src>_to_<tgt>.png, "
-                    "SCFM <src>_2_<tgt>_vis.png, plain: same name) and scores them as the papers' metric scripts did. "
-                    "LPIPS and FID need local weight files; nothing is downloaded.")
+        description=__doc__)
     parser.add_argument("results", help="folder of generated images")
     parser.add_argument("ground_truth", help="folder of the real target images (e.g. DeepFashion test_lst_256_png)")
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="plain",

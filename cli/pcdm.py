@@ -1,4 +1,4 @@
-"""`transfer`: the PCDMs main job from image files — source photo + target pose -> the person in that pose."""
+"""PCDMs from image files: a photo of the person and a target pose in, the person in that pose out."""
 from __future__ import annotations
 
 import argparse
@@ -27,7 +27,8 @@ SAMPLING = dict(steps=50, guidance=2.0, scheduler="ddim", seed=0)  # the simplif
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("transfer", help="PCDMs: repose the person of a photo to a target pose")
+    parser = commands.add_parser("transfer", help="PCDMs: repose the person of a photo to a target pose",
+                                 description=__doc__)
     parser.add_argument("source", help="photo of the person (any image file)")
     parser.add_argument("target_pose", help="target pose: a rendered pose image, or an OpenPose JSON file "
                                             "(several frames give several outputs)")

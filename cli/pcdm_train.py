@@ -1,4 +1,6 @@
-"""`pcdm-train`: train or fine-tune one PCDMs stage, on one process or many (Accelerate / torchrun / Slurm)."""
+"""Trains or fine-tunes one PCDMs stage (1 prior, 2 inpainting, 3 refiner), on one process or many (Accelerate /
+torchrun / Slurm). The written OUT/<name>.safetensors loads in the PCDMs loader nodes as is.
+"""
 from __future__ import annotations
 
 import argparse
@@ -14,8 +16,7 @@ PRECISION_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bf
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "pcdm-train", help="train or fine-tune a PCDMs stage (1 prior, 2 inpainting, 3 refiner)",
-        description=train_options.LAUNCH.format(command="pcdm-train") + " The written OUT/<name>.safetensors "
-                    "loads in the PCDMs loader nodes as is.")
+        description=__doc__, epilog=train_options.LAUNCH.format(command="pcdm-train"))
     parser.add_argument("--stage", type=int, choices=(1, 2, 3), required=True)
     parser.add_argument("data", help="a folder of people (sub-folder per person: photos + <stem>_pose.png or "
                                      "<stem>.json), or the original train_data.json (with --image-root)")

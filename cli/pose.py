@@ -1,4 +1,5 @@
-"""`pose`: image files -> OpenPose JSON + skeleton PNG with DWPose (same core as the ComfyUI nodes)."""
+"""Extracts DWPose keypoints from image files, with the same core as the ComfyUI nodes: <name>.json (OpenPose JSON)
+and <name>_pose.png (the skeleton) for each image."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,8 @@ HINT = ("`python . download dwpose` fetches yolox_l.onnx and dw-ll_ucoco_384.onn
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("pose", help="extract DWPose keypoints from images: <name>.json + <name>_pose.png")
+    parser = commands.add_parser("pose", help="extract DWPose keypoints from images: <name>.json + <name>_pose.png",
+                                 description=__doc__)
     parser.add_argument("images", nargs="+", help="image files (any format PIL reads; grayscale/RGBA are converted)")
     parser.add_argument("--out-dir", default=".", help="where to write the results (default: current folder)")
     parser.add_argument("--pose-model", default="dw-ll_ucoco_384.onnx",

@@ -1,4 +1,10 @@
-"""`scfm-train`: train or fine-tune an SCFM model from a folder of photos with keypoints, on one process or many."""
+"""Trains or fine-tunes an SCFM model from a folder of photos with keypoints, on one process or many.
+
+Data: one sub-folder per person, each image with its OpenPose keypoints in a .json of the same name (the pose command
+writes them). Loss: the original's MSE + VB + GFLA's sampling-correctness loss on VGG19 features (--vgg,
+torchvision's vgg19-dcbb9e9d.pth) + 0.0025 x its flow regularisation. The written OUT/<name>.safetensors (the EMA
+weights) loads in the SCFM Loader node as is.
+"""
 from __future__ import annotations
 
 import argparse
@@ -13,11 +19,7 @@ from . import models_dir, train_options
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "scfm-train", help="train or fine-tune SCFM (no weights were published; this is how you get some)",
-        description="Data: one sub-folder per person, each image with its OpenPose keypoints in a .json of the same name "
-                    "(the `pose` command writes them). Loss: the original's MSE + VB + GFLA's sampling-correctness loss "
-                    "on VGG19 features (--vgg, torchvision's vgg19-dcbb9e9d.pth) + 0.0025 x its flow regularisation. "
-                    + train_options.LAUNCH.format(command="scfm-train")
-                    + " The written OUT/<name>.safetensors (the EMA weights) loads in the SCFM Loader node as is.")
+        description=__doc__, epilog=train_options.LAUNCH.format(command="scfm-train"))
     parser.add_argument("data", help="folder of per-person sub-folders with images and .json keypoints")
     parser.add_argument("--init", help="fine-tune from this SCFM file (the original's last.pt, ours, or .safetensors); "
                                        "a bare name is looked up in the scfm model folder")

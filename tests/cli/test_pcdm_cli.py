@@ -85,6 +85,20 @@ def test_wired_into_the_pack_command_line(tmp_path, capsys, monkeypatch):
     assert code == 2 and str(tmp_path / "nowhere") in err and "does not exist" in err
 
 
+def test_every_command_is_described_by_its_module_docstring():
+    """`<command> --help` shows the text a reader of the command's module reads; the training commands add how to
+    launch them on many processes."""
+    from posetransfer import cli
+
+    commands = cli.build_parser()._subparsers._group_actions[0].choices
+    modules = {parser.prog.split()[-1]: family for family in cli.FAMILIES
+               for parser in commands.values() if parser.description == family.__doc__}
+    assert set(modules) == set(commands), "commands whose description is not their module's docstring"
+    for name, parser in commands.items():
+        assert len(parser.description) > 60 and "`" not in parser.description.splitlines()[0], name
+        launch = "accelerate launch" in (parser.epilog or "")
+        assert launch == name.endswith("-train"), name
+
 def test_bad_inputs_end_as_one_named_error_line(tmp_path, models_dir, capsys):
     """Issue #10 through the command line: a target pose with nobody in it, a truncated photo, a bomb."""
     from posetransfer.cli import main
