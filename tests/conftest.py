@@ -6,6 +6,7 @@ whatever the checkout folder is called; `__main__.py` owns the bootstrap, shared
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,11 @@ import torch
 _spec = importlib.util.spec_from_file_location("posetransfer_bootstrap", Path(__file__).resolve().parents[1] / "__main__.py")
 _bootstrap = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_bootstrap)
-_bootstrap.load_pack()
+_pack = _bootstrap.load_pack()
+# pytest >= 8 also imports the checkout's own __init__.py, for the package node of the rootdir. When the folder's name
+# is not an identifier (ComfyUI-PoseTransfer, as users clone it) it can only name that module "__init__", outside any
+# package, where the pack's relative imports fail and every test errors; it takes a module already under that name.
+sys.modules.setdefault("__init__", _pack)
 
 from posetransfer.pose import native  # noqa: E402  (after the bootstrap above)
 

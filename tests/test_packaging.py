@@ -1,8 +1,12 @@
-"""Packaging rules: requirements never name torch, match pyproject, and install.py never adds a second onnxruntime."""
+"""Packaging rules: requirements never name torch, match pyproject, and install.py never adds a second onnxruntime;
+the test command runs in a checkout under the repository's own name."""
 from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +54,18 @@ def test_install_chooses_one_onnxruntime_and_keeps_an_existing_one(install_modul
     monkeypatch.setattr(install_module.subprocess, "call", lambda args: calls.append(args) or 0)
     assert install_module.main() == 0
     assert [c[-1] for c in calls] == ([expected] if expected else [])
+
+
+def test_the_tests_run_in_a_checkout_named_as_users_clone_it(tmp_path):
+    """`ComfyUI-PoseTransfer` is no identifier, so pytest can only import the checkout's __init__.py (for the
+    rootdir's package node) as a module outside any package: every test errored there until tests/conftest.py handed
+    it the pack."""
+    checkout = tmp_path / "ComfyUI-PoseTransfer"
+    skipped = shutil.ignore_patterns(".*", "__pycache__", "tests", "bench", "workflows", "web")
+    shutil.copytree(ROOT, checkout, ignore=skipped)
+    (checkout / "tests").mkdir()
+    shutil.copy(ROOT / "tests" / "conftest.py", checkout / "tests")
+    (checkout / "tests" / "test_probe.py").write_text("def test_probe():\n    from posetransfer.models import images\n")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_probe.py"],
+                         cwd=checkout, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-3000:]
