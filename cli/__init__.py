@@ -12,6 +12,15 @@ from . import batch, convert, download, evaluate, models_dir, pcdm, pcdm_train, 
 FAMILIES = (convert, pose, pcdm, scfm_train, download, batch, evaluate, pcdm_train)
 
 
+class ParagraphFormatter(argparse.HelpFormatter):
+    """Rewraps a command's description (its module docstring) to the terminal paragraph by paragraph, keeping the
+    blank lines between paragraphs that the default formatter runs together."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        fill = super()._fill_text
+        return "\n\n".join(fill(paragraph, width, indent) for paragraph in text.strip().split("\n\n"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python ComfyUI-PoseTransfer",
@@ -22,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     for family in FAMILIES:
         family.register(commands)
     for command in set(commands.choices.values()):  # every command, also those registered elsewhere
+        command.formatter_class = ParagraphFormatter
         if "--models-dir" not in command._option_string_actions:
             models_dir.add_option(command)
     return parser

@@ -98,6 +98,8 @@ def test_every_command_is_described_by_its_module_docstring():
         assert len(parser.description) > 60 and "`" not in parser.description.splitlines()[0], name
         launch = "accelerate launch" in (parser.epilog or "")
         assert launch == name.endswith("-train"), name
+    shown = commands["batch"].format_help()  # the docstring's paragraphs stay apart, each rewrapped
+    assert "\n\nBuilt for array jobs" in shown and "the original script gave it.\n\n" in shown
 
 def test_bad_inputs_end_as_one_named_error_line(tmp_path, models_dir, capsys):
     """Issue #10 through the command line: a target pose with nobody in it, a truncated photo, a bomb."""
